@@ -1,0 +1,5 @@
+import sys
+
+from cpumodel.cli import main
+
+sys.exit(main())

@@ -1,0 +1,260 @@
+"""`why-not`: exactly why a VM cannot live-migrate to a node, where each constraint came from, and the fix."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+from cpumodel import model
+from cpumodel.commands.context import Environment, open_source, output_format
+from cpumodel.core.catalog import Catalog, obsolete_models
+from cpumodel.core.common import analyse_common
+from cpumodel.core.nodes import split_nodes
+from cpumodel.core.target import HOST_MODEL, TargetSpec, fresh_start, migration_target
+from cpumodel.core.whynot import Reason, Situation, evaluate, is_migratable, needs_cpu_fix, suggest_model
+from cpumodel.errors import ExitCode, NotFound, UsageError
+from cpumodel.output.render import brief_list, section, structured, table
+from cpumodel.sources.reader import ClusterReader
+
+VM_KINDS = {"vm": "vm", "vms": "vm", "virtualmachine": "vm", "virtualmachines": "vm",
+            "virtualmachine.kubevirt.io": "vm", "virtualmachines.kubevirt.io": "vm",
+            "vmi": "vmi", "vmis": "vmi", "virtualmachineinstance": "vmi", "virtualmachineinstances": "vmi",
+            "virtualmachineinstance.kubevirt.io": "vmi", "virtualmachineinstances.kubevirt.io": "vmi"}
+EVENT_REASONS = {"FailedScheduling", "migrationTargetPodUnschedulable", "NoSuitableNodesForHostModelMigration",
+                 "FailedMigration", "MigrationBackoff"}
+MIGRATIONS_SHOWN = 3
+
+
+def add_parser(subparsers, name: str, parents) -> None:
+    p = subparsers.add_parser(name, parents=parents, help="Why a VM cannot live-migrate to a node, and the fix",
+                              description="Why VM cannot live-migrate to NODE, label by label, with where each "
+                                          "constraint came from and a fix. Without NODE: every node but the one "
+                                          "the VM runs on. VM is vm/NAME, vmi/NAME or NAME.")
+    p.add_argument("vm", metavar="VM", help="vm/NAME, vmi/NAME or NAME")
+    p.add_argument("node", nargs="?", metavar="NODE", help="The target node (default: every node)")
+    p.add_argument("--exit-code", action="store_true",
+                   help="Exit 0 if the VM can migrate (to NODE, or to some node), 3 if it cannot")
+
+
+def parse_vm_ref(ref: str) -> Tuple[str, str]:
+    kind, sep, name = ref.partition("/")
+    if not sep:
+        return "any", ref
+    if kind.lower() not in VM_KINDS or not name:
+        raise UsageError("unsupported VM reference %r: use vm/NAME, vmi/NAME or NAME" % ref)
+    return VM_KINDS[kind.lower()], name
+
+
+@dataclass
+class Gathered:
+    vm: Optional[model.VirtualMachine]
+    vmi: Optional[model.VirtualMachineInstance]
+    name: str
+    namespace: str
+    pod: Optional[model.Pod]
+    nodes: List[model.Node]
+    kubevirt: Optional[model.KubeVirtConfig]
+    migrations: List[Dict[str, Any]]
+    events: List[model.Event]
+
+
+def _resolve(reader: ClusterReader, kind: str, name: str):
+    namespace = reader.find_vm_namespace("vmi" if kind == "vmi" else "vm", name)
+    vm = None
+    if kind in ("vm", "any"):
+        try:
+            vm = reader.vm(namespace, name)
+        except NotFound:
+            if kind == "vm":
+                raise
+    vmi = reader.vmi(namespace, name)
+    if vm is None and vmi is None:
+        what = "virtualmachineinstances.kubevirt.io" if kind == "vmi" else "virtualmachines.kubevirt.io"
+        raise NotFound('%s "%s" not found in namespace "%s"' % (what, name, namespace))
+    return vm, vmi, namespace
+
+
+def current_pod(reader: ClusterReader, vmi: model.VirtualMachineInstance) -> Optional[model.Pod]:
+    """KubeVirt's CurrentVMIPod: the VMI's launcher pod on status.nodeName, newest first."""
+    pods = [p for p in reader.launcher_pods(vmi) if p.node_name == vmi.node_name
+            and (not p.owner_uids or vmi.uid in p.owner_uids)]
+    return pods[0] if pods else None
+
+
+def _migration_view(reader: ClusterReader, mig: model.Migration) -> Dict[str, Any]:
+    view: Dict[str, Any] = {"name": mig.name, "phase": mig.phase, "targetNode": mig.target_node, "targetPods": []}
+    for pod in reader.migration_pods(mig.namespace, mig.uid):
+        sched = next((c for c in pod.conditions if c.type == "PodScheduled"), None)
+        view["targetPods"].append({"name": pod.name, "phase": pod.phase,
+                                   "unschedulable": sched.message if sched and sched.status == "False" else None})
+    return view
+
+
+def gather(reader: ClusterReader, ref: str, node_name: Optional[str]) -> Gathered:
+    kind, name = parse_vm_ref(ref)
+    vm, vmi, namespace = _resolve(reader, kind, name)
+    nodes = reader.nodes()
+    if node_name and node_name not in {n.name for n in nodes}:
+        reader.node(node_name)  # raises a clean not-found error
+    running = vmi is not None and vmi.phase == "Running" and vmi.node_name
+    pod = current_pod(reader, vmi) if running else None
+    migrations, events = [], []
+    if vmi is not None:
+        recent = [m for m in reader.migrations(namespace, vmi.name) if m.phase != "Succeeded"][-MIGRATIONS_SHOWN:]
+        migrations = [_migration_view(reader, m) for m in recent]
+        names = (vmi.name,) + tuple(m["name"] for m in migrations) + tuple(
+            p["name"] for m in migrations for p in m["targetPods"])
+        events = [e for e in reader.events_for(namespace, names) if e.reason in EVENT_REASONS]
+    return Gathered(vm, vmi, name, namespace, pod, nodes, reader.kubevirt(), migrations, events)
+
+
+def template_vmi(vm: model.VirtualMachine, kubevirt: Optional[model.KubeVirtConfig]) -> model.VirtualMachineInstance:
+    """The VMI a start would create: the template, with KubeVirt's defaulting of model and machine type."""
+    raw = dict(vm.raw)
+    spec = dict((raw.get("spec") or {}).get("template", {}).get("spec") or {})
+    domain = dict(spec.get("domain") or {})
+    cpu = dict(domain.get("cpu") or {})
+    cpu.setdefault("model", (kubevirt.cpu_model if kubevirt else None) or HOST_MODEL)
+    domain["cpu"] = cpu
+    if not (domain.get("machine") or {}).get("type"):
+        domain["machine"] = {"type": "q35"}
+    spec["domain"] = domain
+    return model.parse_vmi({"metadata": raw.get("metadata") or {}, "spec": spec})
+
+
+def situation(g: Gathered) -> Situation:
+    nodes = {n.name: n for n in g.nodes}
+    running = bool(g.vmi is not None and g.vmi.phase == "Running" and g.vmi.node_name)
+    if running:
+        source = nodes.get(g.vmi.node_name)  # type: ignore[union-attr]
+        spec = migration_target(g.vmi, g.vm, g.kubevirt, g.pod, source)  # type: ignore[arg-type]
+        return Situation(g.name, True, g.vmi.node_name, g.vmi, spec)  # type: ignore[union-attr]
+    base = template_vmi(g.vm, g.kubevirt) if g.vm is not None else g.vmi
+    spec = fresh_start(base, g.vm, g.kubevirt)  # type: ignore[arg-type]
+    spec.notes.append("%s is not running: showing whether a fresh start could land on each node" % g.name)
+    return Situation(g.name, False, None, g.vmi, spec)
+
+
+def reasons_doc(reasons: List[Reason]) -> List[Dict[str, Any]]:
+    return [{"category": r.category, "key": r.key, "message": r.message} for r in reasons]
+
+
+def suggestion(catalog: Catalog, g: Gathered, s: Situation, target: model.Node, reasons: List[Reason],
+               common: List[str], obsolete: frozenset) -> Optional[Dict[str, str]]:
+    if not needs_cpu_fix(reasons):
+        return None
+    source = next((n for n in g.nodes if n.name == s.source_node), None)
+    best = suggest_model(catalog, source, target, common, obsolete)
+    if best is None:
+        return None
+    command = "kubectl cpumodel set vm/%s %s -n %s" % (g.name, best, g.namespace)
+    everywhere = " and on every VM-capable node" if best in common else ""
+    where = "%s and %s" % (s.source_node, target.name) if s.source_node else target.name
+    note = ("%s is usable on %s%s; it takes effect at the VM's next restart (add --restart to restart now)"
+            % (best, where, everywhere))
+    return {"model": best, "command": command, "note": note}
+
+
+def constraints_doc(spec: TargetSpec) -> List[Dict[str, str]]:
+    doc = [{"key": k, "value": c.value, "origin": c.origin} for k, c in sorted(spec.node_selector.items())]
+    for term in spec.terms:
+        for req in term.requirements:
+            doc.append({"key": req.key, "value": ("%s %s" % (req.operator, ",".join(req.values))).strip(),
+                        "origin": spec.affinity_origins.get(req.key, "required node affinity")})
+    return doc
+
+
+def brief(reasons: List[Reason]) -> str:
+    by_cat: Dict[str, List[str]] = {}
+    for r in reasons:
+        by_cat.setdefault(r.category, []).append((r.key or "").rsplit("/", 1)[-1])
+    parts = []
+    for cat, keys in by_cat.items():
+        keys = [k for k in keys if k]
+        parts.append("%s: %s" % (cat, brief_list(keys, 4)) if keys else cat)
+    return "; ".join(parts)
+
+
+def run(args: argparse.Namespace, env: Environment) -> int:
+    fmt = output_format(args)
+    reader = ClusterReader(open_source(args, env))
+    g = gather(reader, args.vm, args.node)
+    s = situation(g)
+    catalog = Catalog.load()
+    common = analyse_common(catalog, split_nodes(g.nodes), g.kubevirt)
+    obsolete = obsolete_models(g.kubevirt.obsolete_cpu_models if g.kubevirt else None)
+    header = {"vm": g.name, "namespace": g.namespace, "sourceNode": s.source_node}
+    context = {"running": s.running, "cpuModel": s.vmi.cpu_model if s.vmi and s.running else
+               (g.vm.cpu_model if g.vm else None), "constraints": constraints_doc(s.spec), "notes": s.spec.notes,
+               "migrations": g.migrations,
+               "events": [{"object": e.name, "reason": e.reason, "message": e.message, "time": e.timestamp}
+                          for e in g.events]}
+    if args.node:
+        target = next(n for n in g.nodes if n.name == args.node)
+        reasons = evaluate(s, target)
+        ok = is_migratable(s, reasons)
+        doc = dict(header, targetNode=target.name, migratable=ok, reasons=reasons_doc(reasons),
+                   suggestion=suggestion(catalog, g, s, target, reasons, list(common.common_models), obsolete),
+                   **context)
+        text = render_single(doc)
+    else:
+        rows = []
+        for node in sorted(g.nodes, key=lambda n: n.name):
+            if node.name == s.source_node:
+                continue
+            reasons = evaluate(s, node)
+            rows.append({"name": node.name, "migratable": is_migratable(s, reasons), "reasons": reasons_doc(reasons),
+                         "_brief": brief(reasons)})
+        ok = any(r["migratable"] for r in rows)
+        doc = dict(header, nodes=rows, **context)
+        text = render_all(doc)
+        for r in rows:
+            r.pop("_brief")
+    env.write(structured(doc, fmt) if fmt in ("json", "yaml") else text)
+    if args.exit_code and not ok:
+        return ExitCode.BLOCKED
+    return ExitCode.OK
+
+
+def _context_text(doc: Dict[str, Any]) -> str:
+    out = []
+    for note in doc["notes"]:
+        out.append("Note: %s\n" % note)
+    for m in doc["migrations"]:
+        line = "Migration %s: %s" % (m["name"], m["phase"])
+        for p in m["targetPods"]:
+            line += "; target pod %s %s%s" % (p["name"], p["phase"],
+                                              " (unschedulable: %s)" % p["unschedulable"] if p["unschedulable"] else "")
+        out.append(line + "\n")
+    for e in doc["events"]:
+        out.append("Event %s on %s: %s\n" % (e["reason"], e["object"], e["message"]))
+    return "".join(out)
+
+
+def _vm_line(doc: Dict[str, Any]) -> str:
+    where = "running on %s" % doc["sourceNode"] if doc["sourceNode"] else "not running"
+    return "VM %s/%s: %s, cpu model %s\n" % (doc["namespace"], doc["vm"], where, doc["cpuModel"] or "<cluster default>")
+
+
+def render_single(doc: Dict[str, Any]) -> str:
+    out = [_vm_line(doc)]
+    verdict = "✓ can migrate" if doc["migratable"] else "✗ cannot migrate"
+    if not doc["running"]:
+        verdict = "✗ nothing to migrate (not running)"
+    out.append("Target %s: %s\n" % (doc["targetNode"], verdict))
+    if doc["reasons"]:
+        rows = [[r["category"], r["key"] or "-", r["message"]] for r in doc["reasons"]]
+        out.append(section("\nReasons:", table(["CATEGORY", "KEY", "MESSAGE"], rows)))
+    if doc["suggestion"]:
+        sug = doc["suggestion"]
+        out.append("\nFix: give the VM a named CPU model both nodes support: %s\n     %s\n" % (sug["command"], sug["note"]))
+    ctx = _context_text(doc)
+    return "".join(out) + ("\n" + ctx if ctx else "")
+
+
+def render_all(doc: Dict[str, Any]) -> str:
+    out = [_vm_line(doc)]
+    rows = [[n["name"], "✓" if n["migratable"] else "✗", n["_brief"] or "-"] for n in doc["nodes"]]
+    out.append(table(["NODE", "MIGRATABLE", "REASONS"], rows) if rows else "no other nodes\n")
+    ctx = _context_text(doc)
+    return "".join(out) + ("\n" + ctx if ctx else "")

@@ -1,0 +1,139 @@
+"""KubeVirt's node-label vocabulary (spec/kubevirt-scheduling.md §1) as a typed view.
+
+A node's labels are read once into a NodeCpu; analyses never rescan raw labels.
+Only labels with the value "true" count for the boolean families, because the
+launcher pod's nodeSelector asks for exactly `"true"`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+
+CPU_MODEL = "cpu-model.node.kubevirt.io/"
+CPU_MODEL_MIGRATION = "cpu-model-migration.node.kubevirt.io/"
+CPU_FEATURE = "cpu-feature.node.kubevirt.io/"
+HOST_MODEL_CPU = "host-model-cpu.node.kubevirt.io/"
+HOST_MODEL_REQUIRED = "host-model-required-features.node.kubevirt.io/"
+CPU_VENDOR = "cpu-vendor.node.kubevirt.io/"
+CPU_TIMER = "cpu-timer.node.kubevirt.io/"
+TSC_FREQUENCY = CPU_TIMER + "tsc-frequency"
+TSC_SCALABLE = CPU_TIMER + "tsc-scalable"
+TSC_SCHEDULING = "scheduling.node.kubevirt.io/tsc-frequency-"
+MACHINE_TYPE = "machine-type.node.kubevirt.io/"
+HYPERV = "hyperv.node.kubevirt.io/"
+OBSOLETE_HOST_MODEL = "node-labeller.kubevirt.io/obsolete-host-model"
+SCHEDULABLE = "kubevirt.io/schedulable"
+WITNESS = "node-role.harvesterhci.io/witness"
+HOSTNAME = "kubernetes.io/hostname"
+ARCH = "kubernetes.io/arch"
+SKIP_NODE_ANNOTATION = "node-labeller.kubevirt.io/skip-node"
+
+# Single-key labels written by KubeVirt that matter for scheduling (§1.1, §1.6).
+OTHER_KUBEVIRT_KEYS = (
+    SCHEDULABLE, "kubevirt.io/cpumanager", "cpumanager", "kubevirt.io/realtime", "kubevirt.io/sev",
+    "kubevirt.io/sev-es", "kubevirt.io/sev-snp", "kubevirt.io/s390-pv", "kubevirt.io/tdx",
+    "kubevirt.io/ksm-enabled", OBSOLETE_HOST_MODEL,
+)
+
+# Label groups for `diff`, in display order: (group name, predicate on key).
+GROUPS: Tuple[Tuple[str, str], ...] = (
+    ("models", CPU_MODEL),
+    ("migration models", CPU_MODEL_MIGRATION),
+    ("features", CPU_FEATURE),
+    ("host model", HOST_MODEL_CPU),
+    ("host model required features", HOST_MODEL_REQUIRED),
+    ("vendor", CPU_VENDOR),
+    ("tsc", CPU_TIMER),
+    ("tsc", TSC_SCHEDULING),
+    ("machine types", MACHINE_TYPE),
+    ("hyper-v", HYPERV),
+)
+GROUP_ORDER = ("models", "migration models", "features", "host model", "host model required features",
+               "vendor", "tsc", "machine types", "hyper-v", "other")
+
+
+def label_group(key: str) -> Optional[str]:
+    """The diff group of a KubeVirt CPU/scheduling label key, or None for unrelated labels."""
+    for name, prefix in GROUPS:
+        if key.startswith(prefix):
+            return name
+    if key in OTHER_KUBEVIRT_KEYS or key.startswith("kubevirt.io/vm-arch-"):
+        return "other"
+    return None
+
+
+def is_kubevirt_label(key: str) -> bool:
+    return label_group(key) is not None
+
+
+def _suffixes(labels: Mapping[str, str], prefix: str) -> frozenset:
+    n = len(prefix)
+    return frozenset(k[n:] for k, v in labels.items() if k.startswith(prefix) and v == "true")
+
+
+def _int_or_none(value: Optional[str]) -> Optional[int]:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class NodeCpu:
+    """What one node's labels say about the CPUs it can give to VMs."""
+
+    models: frozenset
+    migration_models: frozenset
+    features: frozenset
+    host_model: Optional[str]
+    host_model_required: frozenset
+    vendor: Optional[str]
+    tsc_frequency: Optional[int]
+    tsc_scalable: Optional[bool]
+    tsc_scheduling: frozenset
+    machine_types: frozenset
+    hyperv: frozenset
+    schedulable: Optional[bool]
+    obsolete_host_model: bool
+    witness: bool
+
+    @property
+    def has_cpu_labels(self) -> bool:
+        """KubeVirt's labeller ran here (arm64 and non-KubeVirt nodes carry none)."""
+        return bool(self.models or self.migration_models or self.features or self.host_model)
+
+
+def node_cpu(labels: Mapping[str, str]) -> NodeCpu:
+    host_models = sorted(_suffixes(labels, HOST_MODEL_CPU))
+    vendors = sorted(_suffixes(labels, CPU_VENDOR))
+    scalable = labels.get(TSC_SCALABLE)
+    schedulable = labels.get(SCHEDULABLE)
+    return NodeCpu(
+        models=_suffixes(labels, CPU_MODEL),
+        migration_models=_suffixes(labels, CPU_MODEL_MIGRATION),
+        features=_suffixes(labels, CPU_FEATURE),
+        host_model=host_models[0] if host_models else None,
+        host_model_required=_suffixes(labels, HOST_MODEL_REQUIRED),
+        vendor=vendors[0] if vendors else None,
+        tsc_frequency=_int_or_none(labels.get(TSC_FREQUENCY)),
+        tsc_scalable=None if scalable is None else scalable == "true",
+        tsc_scheduling=_suffixes(labels, TSC_SCHEDULING),
+        machine_types=_suffixes(labels, MACHINE_TYPE),
+        hyperv=_suffixes(labels, HYPERV),
+        schedulable=None if schedulable is None else schedulable == "true",
+        obsolete_host_model=labels.get(OBSOLETE_HOST_MODEL) == "true",
+        witness=WITNESS in labels,
+    )
+
+
+def kubevirt_labels(labels: Mapping[str, str]) -> Dict[str, str]:
+    """Only the KubeVirt CPU/scheduling labels of a node (what diff compares)."""
+    return {k: v for k, v in labels.items() if is_kubevirt_label(k)}
+
+
+def group_keys(keys: Iterable[str]) -> List[Tuple[str, List[str]]]:
+    """Keys grouped by diff group, groups in display order, keys sorted."""
+    grouped: Dict[str, List[str]] = {}
+    for key in keys:
+        grouped.setdefault(label_group(key) or "other", []).append(key)
+    return [(g, sorted(grouped[g])) for g in GROUP_ORDER if g in grouped]

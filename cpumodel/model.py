@@ -1,0 +1,329 @@
+"""Typed, frozen views of the API objects we read; the only place raw dicts are parsed.
+
+Everything past this module (core analyses, renderers) works on these values. Offline
+files and live responses go through the same constructors, so both behave alike.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+
+def _get(obj: Any, *path: str, default: Any = None) -> Any:
+    for key in path:
+        if not isinstance(obj, dict):
+            return default
+        obj = obj.get(key)
+        if obj is None:
+            return default
+    return obj
+
+
+def _str_map(value: Any) -> Dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): "" if v is None else str(v) for k, v in value.items()}
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One node-selector requirement (matchExpressions / matchFields entry)."""
+
+    key: str
+    operator: str
+    values: Tuple[str, ...] = ()
+    is_field: bool = False
+
+
+@dataclass(frozen=True)
+class SelectorTerm:
+    """A nodeSelectorTerm: its requirements are ANDed; terms are ORed."""
+
+    requirements: Tuple[Requirement, ...]
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str = ""
+    operator: str = "Equal"
+    value: str = ""
+    effect: str = ""
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str
+    effect: str
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    unschedulable: bool = False
+    ready: Optional[bool] = None  # None: not known (metadata-only read)
+    taints: Tuple[Taint, ...] = ()
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class CpuFeature:
+    name: str
+    policy: str  # "" means require
+
+
+@dataclass(frozen=True)
+class VirtualMachine:
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    cpu_model: Optional[str]
+    running_hint: str  # printableStatus, or the run strategy when no status
+    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VirtualMachineInstance:
+    namespace: str
+    name: str
+    uid: str
+    phase: str
+    node_name: Optional[str]
+    cpu_model: Optional[str]
+    cpu_features: Tuple[CpuFeature, ...]
+    node_selector: Mapping[str, str]
+    required_terms: Tuple[SelectorTerm, ...]
+    tolerations: Tuple[Toleration, ...]
+    architecture: Optional[str]
+    machine_type: Optional[str]
+    tsc_frequency: Optional[int]
+    tsc_required: bool  # invtsc (boot) or Hyper-V reenlightenment (migration) needs a TSC frequency
+    dedicated_cpu: bool
+    realtime: bool
+    launch_security: Tuple[str, ...]
+    conditions: Tuple[Condition, ...]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    def condition(self, ctype: str) -> Optional[Condition]:
+        return next((c for c in self.conditions if c.type == ctype), None)
+
+
+@dataclass(frozen=True)
+class Pod:
+    namespace: str
+    name: str
+    uid: str
+    node_name: Optional[str]
+    phase: str
+    created: str
+    labels: Mapping[str, str]
+    node_selector: Mapping[str, str]
+    required_terms: Tuple[SelectorTerm, ...]
+    tolerations: Tuple[Toleration, ...]
+    conditions: Tuple[Condition, ...]
+    owner_uids: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KubeVirtConfig:
+    namespace: str
+    name: str
+    cpu_model: Optional[str]
+    obsolete_cpu_models: Optional[frozenset]  # None: not configured, KubeVirt's default applies
+    node_selectors: Mapping[str, str]
+    version: Optional[str]
+
+
+@dataclass(frozen=True)
+class Migration:
+    namespace: str
+    name: str
+    uid: str
+    vmi_name: str
+    phase: str
+    created: str
+    target_node: Optional[str]
+
+
+@dataclass(frozen=True)
+class Event:
+    namespace: str
+    kind: str
+    name: str
+    reason: str
+    message: str
+    type: str
+    timestamp: str
+
+
+# ---- parsing ---------------------------------------------------------------
+
+def _conditions(items: Any) -> Tuple[Condition, ...]:
+    return tuple(
+        Condition(str(c.get("type", "")), str(c.get("status", "")), str(c.get("reason") or ""), str(c.get("message") or ""))
+        for c in items or () if isinstance(c, dict)
+    )
+
+
+def _requirement(raw: dict, is_field: bool) -> Requirement:
+    return Requirement(str(raw.get("key", "")), str(raw.get("operator", "")),
+                       tuple(str(v) for v in raw.get("values") or ()), is_field)
+
+
+def parse_required_terms(affinity: Any) -> Tuple[SelectorTerm, ...]:
+    terms = _get(affinity, "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms") or ()
+    return tuple(
+        SelectorTerm(tuple(_requirement(r, False) for r in t.get("matchExpressions") or ())
+                     + tuple(_requirement(r, True) for r in t.get("matchFields") or ()))
+        for t in terms if isinstance(t, dict)
+    )
+
+
+def _tolerations(items: Any) -> Tuple[Toleration, ...]:
+    return tuple(
+        Toleration(str(t.get("key") or ""), str(t.get("operator") or "Equal"), str(t.get("value") or ""), str(t.get("effect") or ""))
+        for t in items or () if isinstance(t, dict)
+    )
+
+
+def parse_node(raw: dict) -> Node:
+    meta = raw.get("metadata") or {}
+    ready_cond = next((c for c in _get(raw, "status", "conditions", default=()) if c.get("type") == "Ready"), None)
+    has_status = isinstance(raw.get("status"), dict)
+    return Node(
+        name=str(meta.get("name", "")),
+        labels=_str_map(meta.get("labels")),
+        annotations=_str_map(meta.get("annotations")),
+        unschedulable=bool(_get(raw, "spec", "unschedulable", default=False)),
+        ready=(ready_cond.get("status") == "True") if ready_cond else (False if has_status else None),
+        taints=tuple(Taint(str(t.get("key", "")), str(t.get("value") or ""), str(t.get("effect", "")))
+                     for t in _get(raw, "spec", "taints", default=()) if isinstance(t, dict)),
+    )
+
+
+def parse_vm(raw: dict) -> VirtualMachine:
+    meta = raw.get("metadata") or {}
+    strategy = _get(raw, "spec", "runStrategy") or ("Always" if _get(raw, "spec", "running") else "Halted")
+    return VirtualMachine(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        resource_version=str(meta.get("resourceVersion", "")),
+        cpu_model=_get(raw, "spec", "template", "spec", "domain", "cpu", "model") or None,
+        running_hint=str(_get(raw, "status", "printableStatus") or strategy),
+        raw=raw,
+    )
+
+
+def _launch_security(spec: dict) -> Tuple[str, ...]:
+    sec = _get(spec, "domain", "launchSecurity") or {}
+    return tuple(sorted(k for k in sec if sec.get(k) is not None)) if isinstance(sec, dict) else ()
+
+
+def _needs_tsc(spec: dict) -> bool:
+    """KubeVirt's topology.IsManualTSCFrequencyRequired: invtsc required/forced, or reenlightenment on."""
+    features = _get(spec, "domain", "cpu", "features") or ()
+    invtsc = any(isinstance(f, dict) and f.get("name") == "invtsc" and (f.get("policy") or "require") in ("require", "force")
+                 for f in features)
+    reenlightenment = _get(spec, "domain", "features", "hyperv", "reenlightenment", "enabled")
+    return invtsc or reenlightenment is True
+
+
+def parse_vmi(raw: dict) -> VirtualMachineInstance:
+    meta = raw.get("metadata") or {}
+    spec = raw.get("spec") or {}
+    status = raw.get("status") or {}
+    cpu = _get(spec, "domain", "cpu") or {}
+    tsc = _get(status, "topologyHints", "tscFrequency")
+    return VirtualMachineInstance(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        phase=str(status.get("phase") or ""),
+        node_name=status.get("nodeName") or None,
+        cpu_model=cpu.get("model") or None,
+        cpu_features=tuple(CpuFeature(str(f.get("name", "")), str(f.get("policy") or ""))
+                           for f in cpu.get("features") or () if isinstance(f, dict)),
+        node_selector=_str_map(spec.get("nodeSelector")),
+        required_terms=parse_required_terms(spec.get("affinity")),
+        tolerations=_tolerations(spec.get("tolerations")),
+        architecture=spec.get("architecture") or None,
+        machine_type=_get(status, "machine", "type") or _get(spec, "domain", "machine", "type") or None,
+        tsc_frequency=int(tsc) if isinstance(tsc, (int, float)) and tsc > 0 else None,
+        tsc_required=_needs_tsc(spec),
+        dedicated_cpu=bool(cpu.get("dedicatedCpuPlacement")),
+        realtime=bool(cpu.get("realtime") is not None and cpu.get("realtime") is not False),
+        launch_security=_launch_security(spec),
+        conditions=_conditions(status.get("conditions")),
+        annotations=_str_map(meta.get("annotations")),
+    )
+
+
+def parse_pod(raw: dict) -> Pod:
+    meta = raw.get("metadata") or {}
+    spec = raw.get("spec") or {}
+    return Pod(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        node_name=spec.get("nodeName") or None,
+        phase=str(_get(raw, "status", "phase") or ""),
+        created=str(meta.get("creationTimestamp") or ""),
+        labels=_str_map(meta.get("labels")),
+        node_selector=_str_map(spec.get("nodeSelector")),
+        required_terms=parse_required_terms(spec.get("affinity")),
+        tolerations=_tolerations(spec.get("tolerations")),
+        conditions=_conditions(_get(raw, "status", "conditions")),
+        owner_uids=tuple(str(o.get("uid", "")) for o in meta.get("ownerReferences") or () if isinstance(o, dict)),
+    )
+
+
+def parse_kubevirt(raw: dict) -> KubeVirtConfig:
+    meta = raw.get("metadata") or {}
+    conf = _get(raw, "spec", "configuration") or {}
+    obsolete = conf.get("obsoleteCPUModels")
+    return KubeVirtConfig(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        cpu_model=conf.get("cpuModel") or None,
+        obsolete_cpu_models=frozenset(k for k, v in obsolete.items() if v) if isinstance(obsolete, dict) else None,
+        node_selectors=_str_map(_get(conf, "developerConfiguration", "nodeSelectors")),
+        version=_get(raw, "status", "observedKubeVirtVersion") or None,
+    )
+
+
+def parse_migration(raw: dict) -> Migration:
+    meta = raw.get("metadata") or {}
+    return Migration(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        vmi_name=str(_get(raw, "spec", "vmiName") or ""),
+        phase=str(_get(raw, "status", "phase") or "Pending"),
+        created=str(meta.get("creationTimestamp") or ""),
+        target_node=_get(raw, "status", "migrationState", "targetNode") or None,
+    )
+
+
+def parse_event(raw: dict) -> Event:
+    meta = raw.get("metadata") or {}
+    involved = raw.get("involvedObject") or raw.get("regarding") or {}
+    return Event(
+        namespace=str(meta.get("namespace", "")),
+        kind=str(involved.get("kind", "")),
+        name=str(involved.get("name", "")),
+        reason=str(raw.get("reason") or ""),
+        message=str(raw.get("message") or raw.get("note") or ""),
+        type=str(raw.get("type") or ""),
+        timestamp=str(raw.get("lastTimestamp") or raw.get("eventTime") or meta.get("creationTimestamp") or ""),
+    )

@@ -1,0 +1,69 @@
+"""Turn a command's result document into text: JSON, YAML or a kubectl-style table.
+
+Commands build one plain dict (the `-o json` contract in spec/cli.md) and, for
+tables, rows; nothing here fetches or decides anything.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, List, Sequence
+
+OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
+
+
+def to_json(document: Any) -> str:
+    # kubectl prints JSON with 4-space indentation (cli-runtime printers/json.go).
+    return json.dumps(document, indent=4, ensure_ascii=False) + "\n"
+
+
+def to_yaml(document: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(document, default_flow_style=False, sort_keys=True, allow_unicode=True)
+
+
+def structured(document: Any, fmt: str) -> str:
+    return to_json(document) if fmt == "json" else to_yaml(document)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """kubectl's plain table: upper-case headers, columns padded with three spaces."""
+    from tabulate import DataRow, TableFormat, tabulate
+
+    if not rows:
+        return ""
+    plain = TableFormat(lineabove=None, linebelowheader=None, linebetweenrows=None, linebelow=None,
+                        headerrow=DataRow("", "   ", ""), datarow=DataRow("", "   ", ""), padding=0,
+                        with_header_hide=None)
+    text = tabulate([["" if c is None else c for c in row] for row in rows], headers=list(headers),
+                    tablefmt=plain, disable_numparse=True)
+    return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+
+
+def wrap_list(items: Sequence[str], width: int = 60, limit: int = 0) -> str:
+    """A comma list wrapped to `width`; with `limit`, the rest summarised as `(+N more)`."""
+    shown: List[str] = list(items[:limit]) if limit and len(items) > limit else list(items)
+    extra = len(items) - len(shown)
+    lines, line = [], ""
+    for item in shown:
+        piece = item if not line else ", " + item
+        if line and len(line) + len(piece) > width:
+            lines.append(line + ",")
+            line = item
+        else:
+            line += piece
+    if extra:
+        line += " (+%d more)" % extra
+    lines.append(line)
+    return "\n".join(lines)
+
+
+def brief_list(items: Sequence[str], limit: int = 0) -> str:
+    """A one-line comma list for a table cell, the rest summarised as `(+N more)`."""
+    if limit and len(items) > limit:
+        return "%s (+%d more)" % (", ".join(items[:limit]), len(items) - limit)
+    return ", ".join(items)
+
+
+def section(title: str, body: str) -> str:
+    return "%s\n%s" % (title, body if body.endswith("\n") else body + "\n")

@@ -1,0 +1,37 @@
+"""The data-source interface: the live cluster and offline snapshots answer the same calls.
+
+Sources speak raw object dicts; sources/reader.py turns them into typed values.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from cpumodel.errors import UsageError
+from cpumodel.sources.resources import Resource
+
+
+class Source:
+    offline = False
+    #: the namespace for VMs: -n, else the context's, else "default"
+    namespace = "default"
+    #: whether -n was given (offline, an unqualified VM may then be looked up in every namespace)
+    namespace_explicit = False
+
+    def list(self, resource: Resource, namespace: Optional[str] = None, label_selector: Optional[str] = None,
+             field_selector: Optional[str] = None, metadata_only: bool = False) -> List[Dict[str, Any]]:
+        raise NotImplementedError
+
+    def get(self, resource: Resource, namespace: Optional[str], name: str) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def patch(self, resource: Resource, namespace: Optional[str], name: str, body: Any, content_type: str,
+              dry_run: bool) -> Dict[str, Any]:
+        raise UsageError("this source is read-only: writes need a live cluster (drop -f, or use --dry-run=client)")
+
+    def put_subresource(self, resource: Resource, namespace: str, name: str, subresource: str,
+                        group_version: str) -> None:
+        raise UsageError("this source is read-only: writes need a live cluster (drop -f)")
+
+    @property
+    def request_count(self) -> int:
+        return 0

@@ -1,0 +1,97 @@
+"""Typed reads over any Source: the gather step of every command."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+from cpumodel import model
+from cpumodel.errors import NotFound, SourceError
+from cpumodel.sources import resources as r
+from cpumodel.sources.base import Source
+
+HARVESTER_CHART = ("fleet-local", "harvester")
+
+
+class ClusterReader:
+    def __init__(self, source: Source):
+        self.source = source
+
+    # ---- nodes ----------------------------------------------------------------
+    def nodes(self, label_selector: Optional[str] = None, labels_only: bool = False) -> List[model.Node]:
+        raw = self.source.list(r.NODES, label_selector=label_selector, metadata_only=labels_only)
+        return [model.parse_node(n) for n in raw]
+
+    def node(self, name: str) -> model.Node:
+        return model.parse_node(self.source.get(r.NODES, None, name))
+
+    # ---- KubeVirt configuration --------------------------------------------------
+    def kubevirt_raw(self) -> Optional[Dict[str, Any]]:
+        """The KubeVirt CR, found by listing (kubevirt on plain KubeVirt, harvester-system on Harvester)."""
+        try:
+            found = self.source.list(r.KUBEVIRTS)
+        except NotFound:  # KubeVirt's CRDs are not installed
+            return None
+        if len(found) > 1:
+            names = ", ".join("%s/%s" % (o["metadata"].get("namespace"), o["metadata"].get("name")) for o in found)
+            raise SourceError("found %d KubeVirt CRs (%s); KubeVirt supports exactly one" % (len(found), names))
+        return found[0] if found else None
+
+    def kubevirt(self) -> Optional[model.KubeVirtConfig]:
+        raw = self.kubevirt_raw()
+        return model.parse_kubevirt(raw) if raw else None
+
+    def harvester_chart(self) -> Optional[Dict[str, Any]]:
+        try:
+            return self.source.get(r.MANAGEDCHARTS, *HARVESTER_CHART)
+        except NotFound:
+            return None
+
+    # ---- VMs ------------------------------------------------------------------------
+    def find_vm_namespace(self, kind: str, name: str) -> str:
+        """-n, else the default namespace; offline without -n, the one namespace holding that name."""
+        src = self.source
+        if src.namespace_explicit or not src.offline:
+            return src.namespace
+        resource = r.VMIS if kind == "vmi" else r.VMS
+        spaces = sorted({(o.get("metadata") or {}).get("namespace", "default")
+                         for o in src.list(resource) if (o.get("metadata") or {}).get("name") == name})
+        if len(spaces) > 1:
+            raise SourceError("%s %s exists in namespaces %s: pass -n" % (kind, name, ", ".join(spaces)))
+        return spaces[0] if spaces else src.namespace
+
+    def vm(self, namespace: str, name: str) -> model.VirtualMachine:
+        return model.parse_vm(self.source.get(r.VMS, namespace, name))
+
+    def vms(self, namespace: Optional[str], label_selector: Optional[str] = None) -> List[model.VirtualMachine]:
+        return [model.parse_vm(o) for o in self.source.list(r.VMS, namespace, label_selector=label_selector)]
+
+    def vmi(self, namespace: str, name: str) -> Optional[model.VirtualMachineInstance]:
+        try:
+            return model.parse_vmi(self.source.get(r.VMIS, namespace, name))
+        except NotFound:
+            return None
+
+    def vmis(self, namespace: Optional[str]) -> List[model.VirtualMachineInstance]:
+        return [model.parse_vmi(o) for o in self.source.list(r.VMIS, namespace)]
+
+    def launcher_pods(self, vmi: model.VirtualMachineInstance) -> List[model.Pod]:
+        """virt-launcher pods of a VMI, by label selector (never all pods), newest first."""
+        selector = "kubevirt.io=virt-launcher,kubevirt.io/created-by=%s" % vmi.uid
+        pods = [model.parse_pod(p) for p in self.source.list(r.PODS, vmi.namespace, label_selector=selector)]
+        return sorted(pods, key=lambda p: (p.created, p.name), reverse=True)
+
+    def migrations(self, namespace: str, vmi_name: str) -> List[model.Migration]:
+        found = self.source.list(r.VMIMS, namespace, label_selector="kubevirt.io/vmi-name=%s" % vmi_name)
+        if not found:  # migrations created without the label still name the VMI in their spec
+            found = [m for m in self.source.list(r.VMIMS, namespace) if (m.get("spec") or {}).get("vmiName") == vmi_name]
+        return sorted((model.parse_migration(m) for m in found), key=lambda m: (m.created, m.name))
+
+    def migration_pods(self, namespace: str, migration_uid: str) -> List[model.Pod]:
+        selector = "kubevirt.io/migrationJobUID=%s" % migration_uid
+        return [model.parse_pod(p) for p in self.source.list(r.PODS, namespace, label_selector=selector)]
+
+    def events_for(self, namespace: str, names: Tuple[str, ...]) -> List[model.Event]:
+        events: List[model.Event] = []
+        for name in names:
+            raw = self.source.list(r.EVENTS, namespace, field_selector="involvedObject.name=%s" % name)
+            events.extend(model.parse_event(e) for e in raw)
+        return sorted(events, key=lambda e: (e.timestamp, e.reason))
