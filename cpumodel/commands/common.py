@@ -96,7 +96,7 @@ def render_table(result: CommonResult, wide: bool) -> str:
     if result.held_back:
         entries = result.held_back if wide else result.held_back[:TABLE_LIMIT]
         rows = [[h.model, brief_list(list(h.missing_on), 0 if wide else 4),
-                 brief_list(list(h.extra_features), 0 if wide else 3)] for h in entries]
+                 brief_list(list(h.extra_features), 0 if wide else 2)] for h in entries]
         more = len(result.held_back) - len(entries)
         body = table(["BETTER MODEL", "MISSING ON", "ADDS"], rows)
         if more:

@@ -53,7 +53,12 @@ def wrap_list(items: Sequence[str], width: int = 60, limit: int = 0) -> str:
         else:
             line += piece
     if extra:
-        line += " (+%d more)" % extra
+        more = "(+%d more)" % extra
+        if len(line) + len(more) + 1 > width:
+            lines.append(line + ",")
+            line = more
+        else:
+            line += " " + more
     lines.append(line)
     return "\n".join(lines)
 

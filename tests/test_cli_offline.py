@@ -1,0 +1,160 @@
+"""The real CLI in a subprocess on the bundled demo snapshot: offline, with network access forbidden."""
+import json
+import sys
+import zipfile
+
+from conftest import BUNDLE, DEMO, LAUNCHER, run_cli, run_json, inproc
+
+
+def test_common_on_demo_snapshot_recommends_the_skylake_baseline():
+    doc = run_json(["common", "-f", DEMO], offline=True)
+    assert doc["recommended"] == "Skylake-Server-IBRS"
+    assert doc["commonModels"][0] == doc["recommended"]
+    assert doc["nodes"] == ["hv-01", "hv-02", "hv-03", "hv-04", "hv-05"]
+    assert doc["cordonedNodes"] == ["hv-05"]
+    assert [e["name"] for e in doc["excludedNodes"]] == ["hv-witness"]
+    assert "witness" in doc["excludedNodes"][0]["reason"]
+    held = {h["model"]: h["missingOn"] for h in doc["heldBackBy"]}
+    assert held["Cascadelake-Server"] == ["hv-04"]
+    assert doc["heldBackBy"][0]["missingOn"] == ["hv-04"]  # fewest missing first
+    assert doc["command"] == "kubectl cpumodel set --cluster Skylake-Server-IBRS"
+    assert doc["clusterDefault"] == {"model": None, "kubevirt": "harvester-system/kubevirt",
+                                     "supportedByAllNodes": None, "missingOn": []}
+
+
+def test_support_bundle_zip_reads_like_the_folder():
+    assert run_json(["common", "-f", BUNDLE], offline=True) == run_json(["common", "-f", DEMO], offline=True)
+    assert run_json(["why-not", "vm/db-1", "-f", BUNDLE], offline=True) == \
+        run_json(["why-not", "vm/db-1", "-f", DEMO], offline=True)
+
+
+def test_extracted_support_bundle_folder(tmp_path):
+    with zipfile.ZipFile(BUNDLE) as zf:
+        zf.extractall(tmp_path)
+    assert run_json(["common", "-f", str(tmp_path)], offline=True)["recommended"] == "Skylake-Server-IBRS"
+
+
+def test_every_node_appears_exactly_once():
+    doc = run_json(["common", "-f", DEMO], offline=True)
+    names = doc["nodes"] + [e["name"] for e in doc["excludedNodes"]]
+    assert sorted(names) == sorted(set(names)) and len(names) == 6
+
+
+def test_selector_narrows_common():
+    doc = run_json(["common", "-f", DEMO, "-l", "kubernetes.io/hostname in (hv-01,hv-03)"], offline=True)
+    assert doc["nodes"] == ["hv-01", "hv-03"]
+    assert doc["recommended"] == "Cascadelake-Server-v2"  # ⊋ Cascadelake-Server: the best common version
+
+
+def test_diff_pair_json_contract():
+    doc = run_json(["diff", "hv-01", "hv-04", "-f", DEMO], offline=True)
+    assert set(doc) >= {"onlyIn", "differentValues"}
+    assert "cpu-model.node.kubevirt.io/Cascadelake-Server" in doc["onlyIn"]["hv-01"]
+    assert "host-model-cpu.node.kubevirt.io/Skylake-Server-IBRS" in doc["onlyIn"]["hv-04"]
+    assert doc["onlyIn"]["hv-01"] == sorted(doc["onlyIn"]["hv-01"])
+    assert {"key": "cpu-timer.node.kubevirt.io/tsc-frequency",
+            "values": {"hv-01": "2394454000", "hv-04": "2199997000"}} in doc["differentValues"]
+    assert not any(k.startswith("kubernetes.io/") for k in doc["onlyIn"]["hv-01"] + doc["onlyIn"]["hv-04"])
+
+
+def test_diff_matrix_groups_identical_nodes_and_all_flag():
+    doc = run_json(["diff", "-f", DEMO, "-l", "!node-role.harvesterhci.io/witness"], offline=True)
+    assert {c["name"]: c["nodes"] for c in doc["columns"]}["hv-03"] == ["hv-03", "hv-05"]
+    keys = [r["key"] for r in doc["rows"]]
+    assert "cpu-model.node.kubevirt.io/Cascadelake-Server" in keys
+    assert "kubevirt.io/schedulable" not in keys  # same everywhere
+    every = run_json(["diff", "-f", DEMO, "--all", "-l", "!node-role.harvesterhci.io/witness"], offline=True)
+    assert "kubevirt.io/schedulable" in [r["key"] for r in every["rows"]]
+
+
+def test_table_output_fits_and_is_grouped():
+    proc = run_cli(["diff", "hv-01", "hv-04", "-f", DEMO], offline=True)
+    assert proc.returncode == 0
+    assert "Only on hv-01" in proc.stdout and "models" in proc.stdout
+    common = run_cli(["common", "-f", DEMO], offline=True).stdout
+    assert max(len(line) for line in common.splitlines()) <= 100
+    assert "Skylake-Server-IBRS" in common.splitlines()[0]
+
+
+def test_yaml_is_the_same_document():
+    import yaml
+
+    proc = run_cli(["common", "-f", DEMO, "-o", "yaml"], offline=True)
+    assert yaml.safe_load(proc.stdout) == run_json(["common", "-f", DEMO], offline=True)
+
+
+def test_global_flags_anywhere_on_the_line():
+    a = run_cli(["-f", DEMO, "-o", "json", "why-not", "vm/web-1", "hv-01"], offline=True)
+    b = run_cli(["why-not", "vm/web-1", "hv-01", "-n", "default", "-o", "json", "-f", DEMO], offline=True)
+    assert a.returncode == b.returncode == 0
+    assert json.loads(a.stdout) == json.loads(b.stdout)
+
+
+def test_usage_errors_exit_1_with_one_error_line():
+    for args in (["bogus"], ["common", "--nope"], ["diff", "hv-01", "-f", DEMO], ["common", "-o", "xml", "-f", DEMO],
+                 ["why-not"], ["common", "--request-timeout", "soon", "-f", DEMO]):
+        proc = run_cli(args, offline=True)
+        assert proc.returncode == 1, args
+        assert proc.stderr.startswith("error: "), (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_no_arguments_prints_help_and_version():
+    proc = run_cli([], offline=True)
+    assert proc.returncode == 0 and "why-not" in proc.stdout and "usage: kubectl cpumodel" in proc.stdout
+    ver = run_cli(["--version"], offline=True)
+    assert ver.returncode == 0 and ver.stdout.startswith("kubectl-cpumodel ")
+
+
+def test_help_imports_no_kubernetes_yaml_or_tabulate():
+    code = ("import sys; sys.argv=['kubectl-cpumodel']; from cpumodel.cli import build_parser; build_parser(); "
+            "bad=[m for m in ('kubernetes','yaml','tabulate','urllib3') if m in sys.modules]; print(bad)")
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=DEMO + "/../..")
+    assert out.stdout.strip() == "[]", out.stderr
+    proc = run_cli(["why-not", "--help"], offline=True)
+    assert proc.returncode == 0 and "--exit-code" in proc.stdout
+
+
+def test_bad_files_name_the_file(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("apiVersion: v1\nkind: Node\nmetadata: {name: [\n")
+    proc = run_cli(["common", "-f", str(bad)], offline=True)
+    assert proc.returncode == 1 and "broken.yaml" in proc.stderr and "not valid YAML" in proc.stderr
+    nokind = tmp_path / "nokind.json"
+    nokind.write_text('{"metadata": {"name": "x"}}')
+    proc = run_cli(["common", "-f", str(nokind)], offline=True)
+    assert proc.returncode == 1 and "nokind.json" in proc.stderr and "apiVersion/kind" in proc.stderr
+    notzip = tmp_path / "bundle.zip"
+    notzip.write_bytes(b"not a zip")
+    proc = run_cli(["common", "-f", str(notzip)], offline=True)
+    assert proc.returncode == 1 and "bundle.zip" in proc.stderr
+    proc = run_cli(["common", "-f", str(tmp_path / "missing.yaml")], offline=True)
+    assert proc.returncode == 1 and "no such file" in proc.stderr
+
+
+def test_kind_list_and_multi_document_files(tmp_path, demo_objects):
+    import yaml
+
+    nodes = [o for o in demo_objects if o["kind"] == "Node"]
+    (tmp_path / "list.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": nodes[:3]}))
+    (tmp_path / "more.json").write_text(json.dumps({"apiVersion": "v1", "kind": "NodeList", "items": nodes[3:]}))
+    doc = run_json(["common", "-f", str(tmp_path / "list.yaml"), "-f", str(tmp_path / "more.json")], offline=True)
+    assert doc["recommended"] == "Skylake-Server-IBRS" and len(doc["nodes"]) == 5
+
+
+def test_inprocess_and_subprocess_agree():
+    code, out, err = inproc(["common", "-f", DEMO, "-o", "json"])
+    assert code == 0, err
+    assert json.loads(out) == run_json(["common", "-f", DEMO], offline=True)
+
+
+def test_offline_network_guard_really_blocks(tmp_path):
+    # The guard must make a live command fail, or offline tests prove nothing.
+    from conftest import base_env, write_kubeconfig
+
+    kc = write_kubeconfig(str(tmp_path / "kc"), "http://127.0.0.1:9")
+    proc = run_cli(["common"], offline=True, env=base_env(KUBECONFIG=kc))
+    assert proc.returncode == 1 and proc.stderr.startswith("error: ")
