@@ -12,7 +12,7 @@ import gc
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from cpumodel.errors import Conflict, NotFound, SourceError
 from cpumodel.sources.kubeconfig import KubeconfigChoice
@@ -169,19 +169,25 @@ class KubeClient:
             time.sleep(_retry_delay(resp_headers, attempt))
         raise AssertionError("unreachable")
 
-    def list_pages(self, call: Call, path: str, query: Sequence[Tuple[str, str]] = (),
-                   accept: str = "application/json") -> Iterator[Dict[str, Any]]:
-        """Each page of a list, following `continue`; restarts when the token expires (410)."""
+    def list_items(self, call: Call, path: str, query: Sequence[Tuple[str, str]] = (),
+                   accept: str = "application/json", keep: Callable[[Dict[str, Any]], Any] = lambda item: item
+                   ) -> List[Any]:
+        """Every item of a list, page by page (`keep` trims each page's items as it arrives).
+
+        An expired continue token (410 Gone) restarts the list from scratch, dropping
+        what earlier pages gave, as kubectl does.
+        """
         for _ in range(MAX_LIST_RESTARTS + 1):
+            items: List[Any] = []
             token = ""
             try:
                 while True:
                     q = list(query) + [("limit", str(PAGE_SIZE))] + ([("continue", token)] if token else [])
                     page = self.request(call, "GET", path, q, accept=accept)
-                    yield page
+                    items.extend(keep(item) for item in page.get("items") or ())
                     token = (page.get("metadata") or {}).get("continue") or ""
                     if not token:
-                        return
+                        return items
             except ApiError as exc:
                 if exc.status != 410:
                     raise

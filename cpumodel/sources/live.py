@@ -41,10 +41,7 @@ class LiveSource(Source):
             raise
 
     def _collect(self, call: Call, path: str, query: List[Tuple[str, str]], accept: str) -> List[Dict[str, Any]]:
-        items: List[Dict[str, Any]] = []
-        for page in self.client.list_pages(call, path, query, accept):
-            items.extend(page.get("items") or [])
-        return items
+        return self.client.list_items(call, path, query, accept)
 
     def get(self, resource: Resource, namespace: Optional[str], name: str) -> Dict[str, Any]:
         ns = namespace if resource.namespaced else None

@@ -1,0 +1,151 @@
+"""The live source against the fake API server: kubeconfig handling, requests, errors."""
+import json
+import os
+
+import pytest
+
+from conftest import DEMO, base_env, run_cli, run_json, write_kubeconfig
+
+
+def test_common_live_equals_offline(live_env, fake):
+    assert run_json(["common"], env=live_env) == run_json(["common", "-f", DEMO], offline=True)
+
+
+def test_node_lists_are_metadata_only_gzipped_and_paged(live_env, fake):
+    run_json(["diff"], env=live_env)
+    lists = [r for r in fake.requests if r["path"] == "/api/v1/nodes"]
+    assert lists and all("as=PartialObjectMetadataList" in r["headers"]["accept"] for r in lists)
+    assert all("gzip" in r["headers"].get("accept-encoding", "") for r in lists)
+    assert lists[0]["query"]["limit"] == "500"
+
+
+def test_metadata_only_falls_back_to_full_objects(live_env, fake):
+    fake.metadata_lists = False
+    fake.fault("GET", "^/api/v1/nodes$", status=406, reason="NotAcceptable", message="metadata not supported")
+    doc = run_json(["diff"], env=live_env)
+    assert doc["columns"]
+    accepts = [r["headers"]["accept"] for r in fake.requests if r["path"] == "/api/v1/nodes"]
+    assert "as=PartialObjectMetadataList" in accepts[0] and accepts[-1] == "application/json"
+
+
+def test_paging_follows_continue_and_restarts_on_410(live_env, fake, monkeypatch):
+    from fakekube import FakeKube
+    from builders import cpu_node
+
+    for i in range(620):
+        fake.add(cpu_node("extra-%03d" % i, "Cascadelake-Server", ["Cascadelake-Server"]))
+    fake.expire_continue = 1
+    doc = run_json(["common"], env=live_env)
+    assert len(doc["nodes"]) == 625
+    node_lists = [r for r in fake.requests if r["path"] == "/api/v1/nodes"]
+    assert [bool(r["query"].get("continue")) for r in node_lists] == [False, True, False, True]
+
+
+def test_verbose_logs_requests_never_the_token(live_env, fake):
+    proc = run_cli(["common", "-v", "6"], env=live_env)
+    assert proc.returncode == 0
+    assert "GET http://127.0.0.1" in proc.stderr and "/api/v1/nodes" in proc.stderr and " 200 in " in proc.stderr
+    assert "s3cr3t" not in proc.stderr and "s3cr3t" not in proc.stdout
+    assert all(r["headers"].get("authorization") == "Bearer s3cr3t-token" for r in fake.requests)
+
+
+def one_error(proc):
+    assert proc.returncode == 1, proc.stdout
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stderr
+
+
+def test_403_names_verb_and_resource(live_env, fake):
+    fake.fault("GET", "^/api/v1/nodes$", status=403, reason="Forbidden",
+               message='nodes is forbidden: User "dev" cannot list resource "nodes" in API group "" at the cluster scope')
+    err = one_error(run_cli(["common"], env=live_env))
+    assert "forbidden" in err and "list nodes at cluster scope" in err
+
+
+def test_401_and_404(live_env, fake):
+    fake.fault("GET", "nodes", status=401, reason="Unauthorized", message="Unauthorized")
+    assert "unauthorized" in one_error(run_cli(["common"], env=live_env))
+    err = one_error(run_cli(["why-not", "vm/nope", "hv-01"], env=live_env))
+    assert 'virtualmachines.kubevirt.io "nope" not found in namespace "default"' in err
+    err = one_error(run_cli(["why-not", "vm/web-1", "hv-99"], env=live_env))
+    assert 'nodes "hv-99" not found' in err
+    err = one_error(run_cli(["diff", "hv-01", "hv-99"], env=live_env))
+    assert 'nodes "hv-99" not found' in err
+
+
+def test_5xx_and_429_are_retried_with_retry_after(live_env, fake):
+    fake.fault("GET", "^/api/v1/nodes$", status=503, reason="ServiceUnavailable", times=2)
+    fake.fault("GET", "kubevirts", status=429, reason="TooManyRequests", times=1, headers={"Retry-After": "0"})
+    assert run_json(["common"], env=live_env)["recommended"] == "Skylake-Server-IBRS"
+    fake.fault("GET", "^/api/v1/nodes$", status=500, reason="InternalError", message="etcd down", times=10)
+    err = one_error(run_cli(["common"], env=live_env))
+    assert "500" in err and "etcd down" in err
+    assert sum(r["path"] == "/api/v1/nodes" for r in fake.requests) == 3 + 4  # bounded: 4 tries
+
+
+def test_request_timeout_is_not_multiplied_by_client_retries(live_env, fake):
+    import time
+
+    fake.fault("GET", "^/api/v1/nodes$", delay=3.0, times=1)
+    started = time.monotonic()
+    err = one_error(run_cli(["common", "--request-timeout", "1s"], env=live_env))
+    assert "timed out after 1s" in err
+    assert time.monotonic() - started < 2.9
+
+
+def test_unreachable_server_and_bad_kubeconfigs(tmp_path, fake):
+    kc = write_kubeconfig(str(tmp_path / "kc"), fake.url)
+    err = one_error(run_cli(["common", "--context", "x"], env=base_env(KUBECONFIG=kc)))
+    assert "cannot connect to http://127.0.0.1:1" in err
+    err = one_error(run_cli(["common", "--context", "nope"], env=base_env(KUBECONFIG=kc)))
+    assert 'context "nope" not found' in err
+    err = one_error(run_cli(["common", "--kubeconfig", str(tmp_path / "missing")], env=base_env()))
+    assert "missing: no such file" in err
+    garbage = tmp_path / "garbage"
+    garbage.write_text("clusters: [\n")
+    err = one_error(run_cli(["common", "--kubeconfig", str(garbage)], env=base_env()))
+    assert "garbage" in err
+    err = one_error(run_cli(["common"], env=base_env(HOME=str(tmp_path))))
+    assert "no kubeconfig found" in err
+    dns = write_kubeconfig(str(tmp_path / "dns"), "https://no-such-host.invalid:6443")
+    assert "cannot resolve" in one_error(run_cli(["common"], env=base_env(KUBECONFIG=dns)))
+
+
+def test_kubeconfig_merge_first_current_context_wins(tmp_path, fake):
+    """kubectl: the first file that sets current-context wins (the Python client takes the last)."""
+    import yaml
+
+    first = write_kubeconfig(str(tmp_path / "a"), fake.url, namespace="prod")
+    second = tmp_path / "b"
+    second.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "x",
+                                      "contexts": [{"name": "fake", "context": {"cluster": "elsewhere"}}]}))
+    env = base_env(KUBECONFIG=os.pathsep.join([str(tmp_path / "missing"), first, str(second)]))
+    doc = run_json(["why-not", "vm/app-1"], env=env)  # app-1 lives in prod: the context's namespace
+    assert doc["namespace"] == "prod" and doc["sourceNode"] == "hv-04"
+    doc = run_json(["why-not", "vm/web-1", "-n", "default"], env=env)
+    assert doc["namespace"] == "default"
+
+
+def test_in_cluster_config_is_used_without_kubeconfig(tmp_path):
+    env = base_env(HOME=str(tmp_path), KUBERNETES_SERVICE_HOST="127.0.0.1", KUBERNETES_SERVICE_PORT="1")
+    err = one_error(run_cli(["common"], env=env))
+    # No service-account token here: the in-cluster loader itself must report it cleanly.
+    assert "kubeconfig" in err or "cannot connect" in err or "service" in err.lower()
+
+
+def test_constant_requests_per_command(live_env, fake):
+    from builders import cpu_node
+
+    def count(args):
+        fake.requests.clear()
+        assert run_cli(args, env=live_env).returncode == 0
+        return len(fake.requests)
+
+    before = {c: count(a) for c, a in {"common": ["common"], "whynot": ["why-not", "vm/db-1"],
+                                        "set": ["set", "--cluster", "Skylake-Server-IBRS", "--dry-run=client"]}.items()}
+    for i in range(40):
+        fake.add(cpu_node("more-%02d" % i, "Cascadelake-Server", ["Cascadelake-Server"]))
+    after = {c: count(a) for c, a in {"common": ["common"], "whynot": ["why-not", "vm/db-1"],
+                                       "set": ["set", "--cluster", "Skylake-Server-IBRS", "--dry-run=client"]}.items()}
+    assert before == after
