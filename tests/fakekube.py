@@ -235,7 +235,7 @@ class FakeKube:
         if plural is None:
             return 200, self.discovery(group, version), {}
         if group == "subresources.kubevirt.io" and sub == "restart" and method == "PUT":
-            return self._restart(ns or "", plural, name), {}, {}
+            return 202, self._restart(ns or "", plural, name), {}
         key = (group, version, plural)
         if key not in RESOURCES or sub:
             raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
