@@ -131,8 +131,14 @@ def kubectl(tmp_path, live_env):
     plugin_dir = tmp_path / "plugins"
     plugin_dir.mkdir()
     os.symlink(LAUNCHER, plugin_dir / "kubectl-cpumodel")
+    # The launcher's `#!/usr/bin/env python3` must find this interpreter, but not the
+    # pip-installed copy of the plugin beside it (kubectl would warn it is overshadowed).
+    python3 = plugin_dir / "python3"
+    python3.write_text('#!/bin/sh\nexec "%s" "$@"\n' % sys.executable)
+    python3.chmod(0o755)
     env = dict(live_env)
-    env["PATH"] = str(plugin_dir) + os.pathsep + env["PATH"]
+    venv_bin = os.path.dirname(sys.executable)
+    env["PATH"] = os.pathsep.join([str(plugin_dir)] + [p for p in env["PATH"].split(os.pathsep) if p != venv_bin])
     cache = str(tmp_path / "kcache")
 
     def run(args: List[str], check_cache: bool = True) -> subprocess.CompletedProcess:

@@ -61,10 +61,13 @@ def failing_requirements(terms: Sequence[SelectorTerm], node: Node) -> List[Requ
     failures: List[Requirement] = []
     for term in terms:
         failures.extend(r for r in term.requirements if not requirement_matches(r, node) and r not in failures)
-    return failures
+    # Only empty terms failed: the scheduler treats an empty nodeSelectorTerm as matching nothing.
+    return failures or [Requirement("", "EmptyTerm")]
 
 
 def describe_requirement(req: Requirement) -> str:
+    if req.operator == "EmptyTerm":
+        return "an empty nodeSelectorTerm (it matches no node)"
     values = ",".join(req.values)
     if req.operator in ("Exists", "DoesNotExist"):
         return "%s %s" % (req.key, req.operator)

