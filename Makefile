@@ -31,3 +31,9 @@ test: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) build dist man *.egg-info
+
+dist: $(VENV)/.installed
+	$(PY) tools/build_dist.py
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/run.py

@@ -95,6 +95,10 @@ def main(argv: Optional[List[str]] = None, stdout: Optional[TextIO] = None, stde
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     environment = Environment(stdout=stdout, stderr=stderr, env=dict(os.environ if env is None else env))
+    if argv[:1] == ["__complete"]:  # kubectl_complete-cpumodel for krew installs calls this
+        from cpumodel.completion import complete
+
+        return complete(argv[1:], stdout)
     try:
         parser = build_parser(program_name(sys.argv[0]))
         if not argv:

@@ -133,6 +133,9 @@ def kubectl(tmp_path, live_env):
     os.symlink(LAUNCHER, plugin_dir / "kubectl-cpumodel")
     # The launcher's `#!/usr/bin/env python3` must find this interpreter, but not the
     # pip-installed copy of the plugin beside it (kubectl would warn it is overshadowed).
+    helper = plugin_dir / "kubectl_complete-cpumodel"  # the completion helper the krew archive ships
+    helper.write_text('#!/bin/sh\nexec kubectl-cpumodel __complete "$@"\n')
+    helper.chmod(0o755)
     python3 = plugin_dir / "python3"
     python3.write_text('#!/bin/sh\nexec "%s" "$@"\n' % sys.executable)
     python3.chmod(0o755)

@@ -38,3 +38,37 @@ def test_offline_snapshot_through_kubectl(kubectl):
     proc = kubectl(["cpumodel", "diff", "hv-01", "hv-04", "-f", BUNDLE, "-o", "json"])
     assert proc.returncode == 0, proc.stderr
     assert "cpu-model.node.kubevirt.io/Cascadelake-Server" in json.loads(proc.stdout)["onlyIn"]["hv-01"]
+
+
+def complete(kubectl, *words):
+    proc = kubectl(["__complete", "cpumodel"] + list(words))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    return lines[:-1], lines[-1]
+
+
+def test_completion_through_kubectl(kubectl):
+    words, directive = complete(kubectl, "")
+    assert words == ["common", "diff", "set", "why-not"] and directive == ":4"
+    words, _ = complete(kubectl, "why-not", "--exit")
+    assert words == ["--exit-code"]
+    words, _ = complete(kubectl, "common", "-o", "")
+    assert words == ["json", "table", "wide", "yaml"]
+    words, _ = complete(kubectl, "why-not", "vm/")
+    assert "vm/web-1" in words and "vm/db-1" in words
+    words, _ = complete(kubectl, "why-not", "vm/web-1", "hv-0")
+    assert words == ["hv-01", "hv-02", "hv-03", "hv-04", "hv-05"]
+    words, _ = complete(kubectl, "set", "--cluster", "Cascade")
+    assert "Cascadelake-Server" in words
+    _, directive = complete(kubectl, "common", "-f", "")
+    assert directive == ":0"  # file names
+
+
+def test_completion_without_api_calls_loads_no_client():
+    import subprocess
+    import sys
+
+    code = ("import io, sys; from cpumodel.completion import complete; complete(['common', '-o', ''], io.StringIO()); "
+            "complete(['why-not', '--'], io.StringIO()); print('kubernetes' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
