@@ -84,13 +84,13 @@ def _api_candidates(kind: str, values) -> List[str]:
 
     reader = _reader(values)
     if kind == "nodes":
-        return [n.name for n in reader.nodes(labels_only=True)]
+        return [n.name for n in reader.nodes(view="metadata")]
     if kind == "vms":
         return ["vm/" + v.name for v in reader.vms(reader.source.namespace)]
     if kind == "namespaces":
         return [(o.get("metadata") or {}).get("name", "") for o in reader.source.list(r.NAMESPACES)]
     models = set()
-    for node in reader.nodes(labels_only=True):
+    for node in reader.nodes(view="metadata"):
         models.update(k[len(CPU_MODEL):] for k, v in node.labels.items() if k.startswith(CPU_MODEL) and v == "true")
     return sorted(models) + ["host-model", "host-passthrough"]
 

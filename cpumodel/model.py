@@ -5,6 +5,7 @@ files and live responses go through the same constructors, so both behave alike.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -196,14 +197,20 @@ def _tolerations(items: Any) -> Tuple[Toleration, ...]:
     )
 
 
+def _interned_map(value: Any) -> Dict[str, str]:
+    # Thousands of nodes repeat the same few hundred label keys and values: share them.
+    if not isinstance(value, dict):
+        return {}
+    return {sys.intern(str(k)): sys.intern("" if v is None else str(v)) for k, v in value.items()}
+
+
 def parse_node(raw: dict) -> Node:
     meta = raw.get("metadata") or {}
     ready_cond = next((c for c in _get(raw, "status", "conditions", default=()) if c.get("type") == "Ready"), None)
     has_status = isinstance(raw.get("status"), dict)
     return Node(
         name=str(meta.get("name", "")),
-        labels=_str_map(meta.get("labels")),
-        annotations=_str_map(meta.get("annotations")),
+        labels=_interned_map(meta.get("labels")),
         unschedulable=bool(_get(raw, "spec", "unschedulable", default=False)),
         ready=(ready_cond.get("status") == "True") if ready_cond else (False if has_status else None),
         taints=tuple(Taint(str(t.get("key", "")), str(t.get("value") or ""), str(t.get("effect", "")))

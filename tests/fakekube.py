@@ -155,6 +155,15 @@ def json_patch(doc: Any, ops: Any) -> Any:
     return doc
 
 
+class Raw(bytes):
+    """An already-encoded JSON response body."""
+
+
+def _raw_list(kind: str, api_version: str, meta: dict, encoded_items: List[bytes]) -> Raw:
+    head = json.dumps({"kind": kind, "apiVersion": api_version, "metadata": meta})[:-1].encode()
+    return Raw(head + b', "items": [' + b", ".join(encoded_items) + b"]}")
+
+
 class FakeKube:
     """The API state and behaviour; `serve()` puts it on an HTTP port."""
 
@@ -166,14 +175,16 @@ class FakeKube:
         self.faults: List[dict] = []
         self.gzip_enabled = gzip_enabled
         self.metadata_lists = metadata_lists
+        self.tables = True  # server-side printing (Table) for node lists, as kube-apiserver does
+        self._encode_cache: Dict[tuple, bytes] = {}
         self.expire_continue = 0  # answer the next N continue tokens with 410 Gone
         self.on_patch = None  # hook(obj) run before a patch is applied: tests simulate a concurrent writer
         for obj in objects or []:
             self.add(obj)
 
     # ---- state ------------------------------------------------------------------
-    def add(self, obj: dict) -> dict:
-        obj = copy.deepcopy(obj)
+    def add(self, obj: dict, copy_object: bool = True) -> dict:
+        obj = copy.deepcopy(obj) if copy_object else obj
         group, _, version = obj["apiVersion"].rpartition("/")
         g, v, plural = KIND_TO_RESOURCE[(group, obj["kind"])]
         meta = obj.setdefault("metadata", {})
@@ -277,9 +288,10 @@ class FakeKube:
             return copy.deepcopy(obj)
 
     def _list(self, key, kind: str, namespaced: bool, ns: Optional[str], query: Dict[str, str],
-              headers: Dict[str, str]) -> dict:
+              headers: Dict[str, str]) -> "Raw":
         with self.lock:
-            items = [copy.deepcopy(o) for (g, v, p, ons, _), o in sorted(self.store.items())
+            # Stored objects are replaced, never edited, so lists can share them (and their encodings).
+            items = [o for (g, v, p, ons, _), o in sorted(self.store.items())
                      if (g, v, p) == key and (not namespaced or ns is None or ons == ns)]
             list_rv = str(next(self.rv))
         if query.get("labelSelector"):
@@ -300,17 +312,48 @@ class FakeKube:
         if more:
             meta["continue"] = base64.b64encode(str(end).encode()).decode()
         accept = headers.get("accept", "")
-        if "as=PartialObjectMetadataList" in accept:
-            if not self.metadata_lists:
-                if "application/json" not in accept.replace("as=PartialObjectMetadataList", ""):
-                    raise ApiStatus(406, "NotAcceptable", "only the following media types are accepted: application/json")
-            else:
-                return {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
-                        "items": [{"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                                   "metadata": o["metadata"]} for o in page]}
+        wants_json = "application/json" in re.sub(r"application/json;[^,]*", "", accept) or not accept
+        if "as=Table" in accept and key == ("", "v1", "nodes") and self.tables:
+            return self._table(page, meta, query.get("includeObject") or "Metadata")
+        if "as=PartialObjectMetadataList" in accept and self.metadata_lists:
+            return _raw_list("PartialObjectMetadataList", "meta.k8s.io/v1", meta,
+                             [self._encoded(o, "metadata") for o in page])
+        if ("as=PartialObjectMetadataList" in accept or "as=Table" in accept) and not wants_json:
+            raise ApiStatus(406, "NotAcceptable", "only the following media types are accepted: application/json")
         group = key[0]
-        return {"kind": kind + "List", "apiVersion": "%s/%s" % (group, key[1]) if group else key[1],
-                "metadata": meta, "items": page}
+        return _raw_list(kind + "List", "%s/%s" % (group, key[1]) if group else key[1], meta,
+                         [self._encoded(o, "full") for o in page])
+
+    def _encoded(self, obj: dict, variant: str) -> bytes:
+        cache_key = (id(obj), obj["metadata"].get("resourceVersion"), variant)
+        cached = self._encode_cache.get(cache_key)
+        if cached is None:
+            body = obj if variant == "full" else {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                                                  "metadata": obj["metadata"]}
+            cached = self._encode_cache[cache_key] = json.dumps(body).encode()
+        return cached
+
+    def _table(self, page: List[dict], meta: dict, include: str) -> "Raw":
+        """kube-apiserver's server-side printing of nodes (kubectl's NAME/STATUS/... columns)."""
+        columns = [{"name": n, "type": "string", "format": "name" if n == "Name" else "", "description": "",
+                    "priority": 0} for n in ("Name", "Status", "Roles", "Age", "Version")]
+        rows = []
+        for o in page:
+            ready = next((c.get("status") for c in (o.get("status") or {}).get("conditions") or []
+                          if c.get("type") == "Ready"), None)
+            status = {"True": "Ready", "False": "NotReady"}.get(ready, "Unknown")
+            if (o.get("spec") or {}).get("unschedulable"):
+                status += ",SchedulingDisabled"
+            roles = ",".join(sorted(k.split("/", 1)[1] for k in o["metadata"].get("labels") or {}
+                                    if k.startswith("node-role.kubernetes.io/"))) or "<none>"
+            cells = [o["metadata"]["name"], status, roles, "1d",
+                     ((o.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion", "")]
+            obj = None if include == "None" else (o if include == "Object" else
+                                                  {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                                                   "metadata": o["metadata"]})
+            rows.append({"cells": cells, "object": obj})
+        return Raw(json.dumps({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+                               "columnDefinitions": columns, "rows": rows}).encode())
 
     def _patch(self, key, ns: str, name: str, query: Dict[str, str], headers: Dict[str, str], body: bytes) -> dict:
         ctype = headers.get("content-type", "").split(";")[0].strip()
@@ -376,7 +419,7 @@ class Handler(BaseHTTPRequestHandler):
             status, payload, extra = err.code, err.body(), getattr(err, "headers", {})
         except Exception as exc:  # never drop the connection
             status, payload = 500, ApiStatus(500, "InternalError", "fake: %r" % exc).body()
-        data = json.dumps(payload).encode()
+        data = payload if isinstance(payload, Raw) else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         if self.fake.gzip_enabled and "gzip" in headers.get("accept-encoding", "") and len(data) > 128:

@@ -149,3 +149,18 @@ def test_constant_requests_per_command(live_env, fake):
     after = {c: count(a) for c, a in {"common": ["common"], "whynot": ["why-not", "vm/db-1"],
                                        "set": ["set", "--cluster", "Skylake-Server-IBRS", "--dry-run=client"]}.items()}
     assert before == after
+
+
+def test_common_reads_readiness_from_the_node_table_and_without_it(live_env, fake):
+    from builders import cpu_node
+
+    fake.add(cpu_node("hv-down", "Broadwell", ["Broadwell"], ready=False))
+    fake.add(cpu_node("hv-off", "Broadwell", ["Broadwell"], unschedulable=True))
+    for tables in (True, False):
+        fake.tables = tables
+        fake.requests.clear()
+        doc = run_json(["common"], env=live_env)
+        assert {e["name"]: e["reason"] for e in doc["excludedNodes"]}["hv-down"] == "node is not Ready"
+        assert "hv-off" in doc["cordonedNodes"] and doc["recommended"] == "Broadwell-IBRS"
+        node_list = next(r for r in fake.requests if r["path"] == "/api/v1/nodes")
+        assert "as=Table" in node_list["headers"]["accept"] and node_list["query"]["includeObject"] == "Metadata"

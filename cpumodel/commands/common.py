@@ -110,7 +110,7 @@ def render_table(result: CommonResult, wide: bool) -> str:
 def run(args: argparse.Namespace, env: Environment) -> int:
     fmt = output_format(args)
     reader = ClusterReader(open_source(args, env))
-    nodes = reader.nodes(args.selector)
+    nodes = reader.nodes(args.selector, view="status")
     kubevirt = reader.kubevirt()
     result = analyse_common(Catalog.load(), split_nodes(nodes), kubevirt)
     if fmt in ("json", "yaml"):

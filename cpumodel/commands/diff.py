@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         result = diff_pair(reader.node(args.nodes[0]), reader.node(args.nodes[1]), include_same=args.all)
         doc, text = pair_document(result), (lambda: render_pair(result, fmt == "wide"))
     else:
-        nodes = reader.nodes(args.selector, labels_only=True)
+        nodes = reader.nodes(args.selector, view="metadata")
         if args.nodes:
             wanted = set(args.nodes)
             missing = sorted(wanted - {n.name for n in nodes})

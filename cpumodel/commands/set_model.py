@@ -172,7 +172,7 @@ def emit_objects(objects: List[Dict[str, Any]], o: Options, env: Environment) ->
 def check_against_nodes(reader: ClusterReader, o: Options, env: Environment, require_all: bool) -> None:
     if o.model is None:
         return
-    check = check_model(o.model, split_nodes(reader.nodes()), require_all)
+    check = check_model(o.model, split_nodes(reader.nodes(view="status")), require_all)
     for warning in check.warnings:
         env.warn(warning)
     if check.error:

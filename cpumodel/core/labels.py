@@ -6,6 +6,7 @@ launcher pod's nodeSelector asks for exactly `"true"`.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
@@ -68,7 +69,7 @@ def is_kubevirt_label(key: str) -> bool:
 
 def _suffixes(labels: Mapping[str, str], prefix: str) -> frozenset:
     n = len(prefix)
-    return frozenset(k[n:] for k, v in labels.items() if k.startswith(prefix) and v == "true")
+    return frozenset(sys.intern(k[n:]) for k, v in labels.items() if k.startswith(prefix) and v == "true")
 
 
 def _int_or_none(value: Optional[str]) -> Optional[int]:

@@ -4,7 +4,12 @@ Sources speak raw object dicts; sources/reader.py turns them into typed values.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
+
+#: How much of each object a list needs: "full" objects, "metadata" only (labels), or
+#: "status": metadata plus node readiness and cordon (kube-apiserver's Table printing).
+VIEWS = ("full", "metadata", "status")
+Keep = Optional[Callable[[Dict[str, Any]], Any]]
 
 from cpumodel.errors import UsageError
 from cpumodel.sources.resources import Resource
@@ -18,7 +23,8 @@ class Source:
     namespace_explicit = False
 
     def list(self, resource: Resource, namespace: Optional[str] = None, label_selector: Optional[str] = None,
-             field_selector: Optional[str] = None, metadata_only: bool = False) -> List[Dict[str, Any]]:
+             field_selector: Optional[str] = None, view: str = "full", keep: Keep = None) -> List[Any]:
+        """Objects of a type; `keep` turns each raw item into what the caller holds on to, page by page."""
         raise NotImplementedError
 
     def get(self, resource: Resource, namespace: Optional[str], name: str) -> Dict[str, Any]:

@@ -170,7 +170,8 @@ class KubeClient:
         raise AssertionError("unreachable")
 
     def list_items(self, call: Call, path: str, query: Sequence[Tuple[str, str]] = (),
-                   accept: str = "application/json", keep: Callable[[Dict[str, Any]], Any] = lambda item: item
+                   accept: str = "application/json", keep: Optional[Callable[[Dict[str, Any]], Any]] = None,
+                   items_of: Callable[[Dict[str, Any]], List[Dict[str, Any]]] = lambda page: page.get("items") or []
                    ) -> List[Any]:
         """Every item of a list, page by page (`keep` trims each page's items as it arrives).
 
@@ -184,8 +185,10 @@ class KubeClient:
                 while True:
                     q = list(query) + [("limit", str(PAGE_SIZE))] + ([("continue", token)] if token else [])
                     page = self.request(call, "GET", path, q, accept=accept)
-                    items.extend(keep(item) for item in page.get("items") or ())
                     token = (page.get("metadata") or {}).get("continue") or ""
+                    page_items = items_of(page)
+                    items.extend(map(keep, page_items) if keep else page_items)
+                    del page, page_items  # let each page go before the next arrives
                     if not token:
                         return items
             except ApiError as exc:

@@ -3,13 +3,38 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, TextIO, Tuple
 
-from cpumodel.sources.base import Source
+from cpumodel.sources.base import Keep, Source
 from cpumodel.sources.kubeclient import ApiError, Call, KubeClient
 from cpumodel.sources.kubeconfig import KubeconfigChoice
 from cpumodel.sources.resources import Resource
 
-# kube-apiserver answers this with PartialObjectMetadataList: labels without spec and status.
-METADATA_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+# kube-apiserver answers these with PartialObjectMetadataList (labels without spec and status),
+# or a Table whose rows carry each object's metadata and kubectl's STATUS column.
+ACCEPT = {
+    "full": "application/json",
+    "metadata": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+    "status": "application/json;as=Table;g=meta.k8s.io;v=v1,application/json",
+}
+
+
+def table_rows(page: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Items of a list page; a Table's rows become objects with metadata, readiness and cordon.
+
+    The STATUS column of a node Table is kubectl's: Ready / NotReady / Unknown, plus
+    `,SchedulingDisabled` when cordoned.
+    """
+    if page.get("kind") != "Table":
+        return page.get("items") or []
+    names = [c.get("name") for c in page.get("columnDefinitions") or []]
+    column = names.index("Status") if "Status" in names else None
+    items = []
+    for row in page.get("rows") or []:
+        status = str(row["cells"][column]) if column is not None else ""
+        ready = {"Ready": "True", "NotReady": "False"}.get(status.split(",")[0], "Unknown")
+        items.append({"metadata": (row.get("object") or {}).get("metadata") or {},
+                      "spec": {"unschedulable": "SchedulingDisabled" in status},
+                      "status": {"conditions": [{"type": "Ready", "status": ready}]}})
+    return items
 
 
 class LiveSource(Source):
@@ -24,24 +49,23 @@ class LiveSource(Source):
         return self.client.requests
 
     def list(self, resource: Resource, namespace: Optional[str] = None, label_selector: Optional[str] = None,
-             field_selector: Optional[str] = None, metadata_only: bool = False) -> List[Dict[str, Any]]:
+             field_selector: Optional[str] = None, view: str = "full", keep: Keep = None) -> List[Any]:
         call = Call("list", resource.full_name, namespace if resource.namespaced else None)
         query: List[Tuple[str, str]] = []
         if label_selector:
             query.append(("labelSelector", label_selector))
         if field_selector:
             query.append(("fieldSelector", field_selector))
+        if view == "status":
+            query.append(("includeObject", "Metadata"))
         path = resource.path(namespace)
-        accept = METADATA_ACCEPT if metadata_only else "application/json"
         try:
-            return self._collect(call, path, query, accept)
+            return self.client.list_items(call, path, query, ACCEPT[view], keep, table_rows)
         except ApiError as exc:
-            if metadata_only and exc.status in (406, 415):  # a server without metadata-only lists
-                return self._collect(call, path, query, "application/json")
+            if view != "full" and exc.status in (406, 415):  # a server without metadata-only or Table lists
+                plain = [q for q in query if q[0] != "includeObject"]
+                return self.client.list_items(call, path, plain, ACCEPT["full"], keep, table_rows)
             raise
-
-    def _collect(self, call: Call, path: str, query: List[Tuple[str, str]], accept: str) -> List[Dict[str, Any]]:
-        return self.client.list_items(call, path, query, accept)
 
     def get(self, resource: Resource, namespace: Optional[str], name: str) -> Dict[str, Any]:
         ns = namespace if resource.namespaced else None

@@ -16,9 +16,13 @@ class ClusterReader:
         self.source = source
 
     # ---- nodes ----------------------------------------------------------------
-    def nodes(self, label_selector: Optional[str] = None, labels_only: bool = False) -> List[model.Node]:
-        raw = self.source.list(r.NODES, label_selector=label_selector, metadata_only=labels_only)
-        return [model.parse_node(n) for n in raw]
+    def nodes(self, label_selector: Optional[str] = None, view: str = "full") -> List[model.Node]:
+        """Nodes as typed values, parsed page by page so raw pages never pile up.
+
+        view "metadata": labels only (diff); "status": labels, readiness, cordon (common,
+        set); "full": also taints (why-not).
+        """
+        return self.source.list(r.NODES, label_selector=label_selector, view=view, keep=model.parse_node)
 
     def node(self, name: str) -> model.Node:
         return model.parse_node(self.source.get(r.NODES, None, name))

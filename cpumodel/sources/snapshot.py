@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from cpumodel.core.labelselector import matches, parse_selector
 from cpumodel.errors import NotFound, SourceError
-from cpumodel.sources.base import Source
+from cpumodel.sources.base import Keep, Source
 from cpumodel.sources.resources import Resource
 
 DATA_SUFFIXES = (".yaml", ".yml", ".json")
@@ -162,7 +162,7 @@ class SnapshotSource(Source):
             self._by_kind.setdefault((group, str(obj.get("kind"))), []).append(obj)
 
     def list(self, resource: Resource, namespace: Optional[str] = None, label_selector: Optional[str] = None,
-             field_selector: Optional[str] = None, metadata_only: bool = False) -> List[Dict[str, Any]]:
+             field_selector: Optional[str] = None, view: str = "full", keep: Keep = None) -> List[Any]:
         reqs = parse_selector(label_selector) if label_selector else None
         found = []
         for obj in self._by_kind.get((resource.group, resource.kind), []):
@@ -174,8 +174,8 @@ class SnapshotSource(Source):
             if field_selector and not _field_matches(obj, field_selector):
                 continue
             found.append(obj)
-        return sorted(found, key=lambda o: ((o.get("metadata") or {}).get("namespace", ""),
-                                            (o.get("metadata") or {}).get("name", "")))
+        found.sort(key=lambda o: ((o.get("metadata") or {}).get("namespace", ""), (o.get("metadata") or {}).get("name", "")))
+        return [keep(o) for o in found] if keep else found
 
     def get(self, resource: Resource, namespace: Optional[str], name: str) -> Dict[str, Any]:
         for obj in self.list(resource, namespace if resource.namespaced else None):
