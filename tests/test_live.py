@@ -161,6 +161,6 @@ def test_common_reads_readiness_from_the_node_table_and_without_it(live_env, fak
         fake.requests.clear()
         doc = run_json(["common"], env=live_env)
         assert {e["name"]: e["reason"] for e in doc["excludedNodes"]}["hv-down"] == "node is not Ready"
-        assert "hv-off" in doc["cordonedNodes"] and doc["recommended"] == "Broadwell-IBRS"
+        assert "hv-off" in doc["cordonedNodes"] and doc["recommended"] == "Broadwell"
         node_list = next(r for r in fake.requests if r["path"] == "/api/v1/nodes")
         assert "as=Table" in node_list["headers"]["accept"] and node_list["query"]["includeObject"] == "Metadata"
