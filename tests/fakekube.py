@@ -348,12 +348,11 @@ class FakeKube:
                                     if k.startswith("node-role.kubernetes.io/"))) or "<none>"
             cells = [o["metadata"]["name"], status, roles, "1d",
                      ((o.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion", "")]
-            obj = None if include == "None" else (o if include == "Object" else
-                                                  {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                                                   "metadata": o["metadata"]})
-            rows.append({"cells": cells, "object": obj})
-        return Raw(json.dumps({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
-                               "columnDefinitions": columns, "rows": rows}).encode())
+            obj = b"null" if include == "None" else self._encoded(o, "full" if include == "Object" else "metadata")
+            rows.append(b'{"cells": ' + json.dumps(cells).encode() + b', "object": ' + obj + b"}")
+        head = json.dumps({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+                           "columnDefinitions": columns})[:-1].encode()
+        return Raw(head + b', "rows": [' + b", ".join(rows) + b"]}")
 
     def _patch(self, key, ns: str, name: str, query: Dict[str, str], headers: Dict[str, str], body: bytes) -> dict:
         ctype = headers.get("content-type", "").split(";")[0].strip()

@@ -10,7 +10,7 @@ from cpumodel.core.nodes import split_nodes
 from cpumodel.core.plan import (CHART_MODEL_PATH, KUBEVIRT_MODEL_PATH, VM_MODEL_PATH, check_model, cluster_impact,
                                 field_patch, get_path, merge_patch)
 from cpumodel.errors import Conflict, UsageError
-from cpumodel.output.render import structured
+from cpumodel.output.render import brief_list, structured
 from cpumodel.sources import resources as r
 from cpumodel.sources.base import Source
 from cpumodel.sources.reader import HARVESTER_CHART, ClusterReader
@@ -18,6 +18,7 @@ from cpumodel.sources.reader import HARVESTER_CHART, ClusterReader
 MERGE_PATCH = "application/merge-patch+json"
 CONFLICT_RETRIES = 3
 DRY_RUN_MODES = ("none", "client", "server")
+IMPACT_SHOWN = 10  # VMs named per impact line; -o wide names them all
 
 
 def add_parser(subparsers, name: str, parents) -> None:
@@ -238,12 +239,15 @@ def run_cluster(reader: ClusterReader, o: Options, env: Environment) -> int:
     running = [(v.namespace, v.name) for v in reader.vmis(None) if v.phase == "Running"]
     impact = cluster_impact(vms, running)
     objects = apply_all(reader.source, [change], o.model, o, env)
+    limit = 0 if o.fmt == "wide" else IMPACT_SHOWN
     if impact["adopt"]:
-        env.stderr.write("VMs without a model of their own adopt it at their next start: %s\n" % ", ".join(impact["adopt"]))
+        env.stderr.write("%d VMs without a model of their own adopt it at their next start: %s\n"
+                         % (len(impact["adopt"]), brief_list(impact["adopt"], limit)))
     if impact["keepOwn"]:
-        env.stderr.write("VMs that keep their own model: %s\n" % ", ".join(impact["keepOwn"]))
+        env.stderr.write("%d VMs keep their own model: %s\n" % (len(impact["keepOwn"]), brief_list(impact["keepOwn"], limit)))
     if impact["runningNeedRestart"]:
-        env.warn("running VMs that adopt it only after a restart: %s" % ", ".join(impact["runningNeedRestart"]))
+        env.warn("%d running VMs adopt it only after a restart: %s" % (
+            len(impact["runningNeedRestart"]), brief_list(impact["runningNeedRestart"], limit)))
     emit_objects(objects, o, env)
     return 0
 

@@ -67,9 +67,26 @@ def is_kubevirt_label(key: str) -> bool:
     return label_group(key) is not None
 
 
-def _suffixes(labels: Mapping[str, str], prefix: str) -> frozenset:
-    n = len(prefix)
-    return frozenset(sys.intern(k[n:]) for k, v in labels.items() if k.startswith(prefix) and v == "true")
+# Prefix families whose `<prefix><suffix>: "true"` labels become sets, in one pass over the labels.
+_FAMILIES = (CPU_MODEL, CPU_MODEL_MIGRATION, CPU_FEATURE, HOST_MODEL_CPU, HOST_MODEL_REQUIRED, CPU_VENDOR,
+             MACHINE_TYPE, HYPERV)
+
+
+def _families(labels: Mapping[str, str]) -> Dict[str, set]:
+    """One pass over the labels (nodes carry hundreds): suffix sets per prefix family."""
+    found: Dict[str, set] = {prefix: set() for prefix in _FAMILIES}
+    found[TSC_SCHEDULING] = set()
+    intern = sys.intern
+    for key, value in labels.items():
+        if value != "true":
+            continue
+        slash = key.find("/")
+        family = found.get(key[:slash + 1]) if slash > 0 else None
+        if family is not None:
+            family.add(intern(key[slash + 1:]))
+        elif key.startswith(TSC_SCHEDULING):
+            found[TSC_SCHEDULING].add(key[len(TSC_SCHEDULING):])
+    return found
 
 
 def _int_or_none(value: Optional[str]) -> Optional[int]:
@@ -105,22 +122,23 @@ class NodeCpu:
 
 
 def node_cpu(labels: Mapping[str, str]) -> NodeCpu:
-    host_models = sorted(_suffixes(labels, HOST_MODEL_CPU))
-    vendors = sorted(_suffixes(labels, CPU_VENDOR))
+    f = _families(labels)
+    host_models = sorted(f[HOST_MODEL_CPU])
+    vendors = sorted(f[CPU_VENDOR])
     scalable = labels.get(TSC_SCALABLE)
     schedulable = labels.get(SCHEDULABLE)
     return NodeCpu(
-        models=_suffixes(labels, CPU_MODEL),
-        migration_models=_suffixes(labels, CPU_MODEL_MIGRATION),
-        features=_suffixes(labels, CPU_FEATURE),
+        models=frozenset(f[CPU_MODEL]),
+        migration_models=frozenset(f[CPU_MODEL_MIGRATION]),
+        features=frozenset(f[CPU_FEATURE]),
         host_model=host_models[0] if host_models else None,
-        host_model_required=_suffixes(labels, HOST_MODEL_REQUIRED),
+        host_model_required=frozenset(f[HOST_MODEL_REQUIRED]),
         vendor=vendors[0] if vendors else None,
         tsc_frequency=_int_or_none(labels.get(TSC_FREQUENCY)),
         tsc_scalable=None if scalable is None else scalable == "true",
-        tsc_scheduling=_suffixes(labels, TSC_SCHEDULING),
-        machine_types=_suffixes(labels, MACHINE_TYPE),
-        hyperv=_suffixes(labels, HYPERV),
+        tsc_scheduling=frozenset(f[TSC_SCHEDULING]),
+        machine_types=frozenset(f[MACHINE_TYPE]),
+        hyperv=frozenset(f[HYPERV]),
         schedulable=None if schedulable is None else schedulable == "true",
         obsolete_host_model=labels.get(OBSOLETE_HOST_MODEL) == "true",
         witness=WITNESS in labels,

