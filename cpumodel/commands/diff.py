@@ -44,7 +44,7 @@ def render_pair(d: PairDiff, wide: bool) -> str:
         if not only:
             out.append("Only on %s: nothing\n" % node)
             continue
-        rows = [[group, brief_list([_short(k) for k in keys], 0 if wide else 8)]
+        rows = [[group, brief_list([_short(k) for k in keys], 0, 0 if wide else 56)]
                 for group, keys in group_keys(only)]
         out.append(section("Only on %s (%d labels):" % (node, len(only)), table(["GROUP", "LABELS"], rows)))
     if d.different:

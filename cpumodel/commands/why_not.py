@@ -171,7 +171,7 @@ def brief(reasons: List[Reason]) -> str:
     parts = []
     for cat, keys in by_cat.items():
         keys = [k for k in keys if k]
-        parts.append("%s: %s" % (cat, brief_list(keys, 4)) if keys else cat)
+        parts.append("%s: %s" % (cat, brief_list(keys, 4, 40)) if keys and keys != [cat] else cat)
     return "; ".join(parts)
 
 
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         doc = dict(header, targetNode=target.name, migratable=ok, reasons=reasons_doc(reasons),
                    suggestion=suggestion(catalog, g, s, target, reasons, list(common.common_models), obsolete),
                    **context)
-        text = render_single(doc)
+        text = render_single(doc, fmt == "wide")
     else:
         rows = []
         for node in sorted(g.nodes, key=lambda n: n.name):
@@ -236,15 +236,21 @@ def _vm_line(doc: Dict[str, Any]) -> str:
     return "VM %s/%s: %s, cpu model %s\n" % (doc["namespace"], doc["vm"], where, doc["cpuModel"] or "<cluster default>")
 
 
-def render_single(doc: Dict[str, Any]) -> str:
+def _why(message: str) -> str:
+    """The table's short form: the key is in its own column, so keep only where it came from."""
+    head, sep, origin = message.partition("; required because ")
+    return "required because " + origin if sep else head
+
+
+def render_single(doc: Dict[str, Any], wide: bool = False) -> str:
     out = [_vm_line(doc)]
     verdict = "✓ can migrate" if doc["migratable"] else "✗ cannot migrate"
     if not doc["running"]:
         verdict = "✗ nothing to migrate (not running)"
     out.append("Target %s: %s\n" % (doc["targetNode"], verdict))
     if doc["reasons"]:
-        rows = [[r["category"], r["key"] or "-", r["message"]] for r in doc["reasons"]]
-        out.append(section("\nReasons:", table(["CATEGORY", "KEY", "MESSAGE"], rows)))
+        rows = [[r["category"], r["key"] or "-", r["message"] if wide else _why(r["message"])] for r in doc["reasons"]]
+        out.append(section("\nReasons:", table(["CATEGORY", "KEY", "MESSAGE" if wide else "WHY"], rows)))
     if doc["suggestion"]:
         sug = doc["suggestion"]
         out.append("\nFix: give the VM a named CPU model both nodes support: %s\n     %s\n" % (sug["command"], sug["note"]))

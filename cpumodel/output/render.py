@@ -63,11 +63,18 @@ def wrap_list(items: Sequence[str], width: int = 60, limit: int = 0) -> str:
     return "\n".join(lines)
 
 
-def brief_list(items: Sequence[str], limit: int = 0) -> str:
-    """A one-line comma list for a table cell, the rest summarised as `(+N more)`."""
-    if limit and len(items) > limit:
-        return "%s (+%d more)" % (", ".join(items[:limit]), len(items) - limit)
-    return ", ".join(items)
+def brief_list(items: Sequence[str], limit: int = 0, width: int = 0) -> str:
+    """A one-line comma list for a table cell: at most `limit` items and about `width`
+    characters (0: no bound), the rest summarised as `(+N more)`."""
+    shown: List[str] = []
+    length = 0
+    for item in items:
+        if (limit and len(shown) >= limit) or (width and shown and length + len(item) + 2 > width):
+            break
+        shown.append(item)
+        length += len(item) + 2
+    rest = len(items) - len(shown)
+    return ", ".join(shown) + (" (+%d more)" % rest if rest else "")
 
 
 def section(title: str, body: str) -> str:
