@@ -5,7 +5,6 @@ files and live responses go through the same constructors, so both behave alike.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -197,20 +196,15 @@ def _tolerations(items: Any) -> Tuple[Toleration, ...]:
     )
 
 
-def _interned_map(value: Any) -> Dict[str, str]:
-    # Thousands of nodes repeat the same few hundred label keys and values: share them.
-    if not isinstance(value, dict):
-        return {}
-    return {sys.intern(str(k)): sys.intern("" if v is None else str(v)) for k, v in value.items()}
-
-
 def parse_node(raw: dict) -> Node:
     meta = raw.get("metadata") or {}
     ready_cond = next((c for c in _get(raw, "status", "conditions", default=()) if c.get("type") == "Ready"), None)
     has_status = isinstance(raw.get("status"), dict)
     return Node(
         name=str(meta.get("name", "")),
-        labels=_interned_map(meta.get("labels")),
+        # Live JSON labels are str -> str already (offline sources normalise theirs), and json.loads
+        # shares repeated keys: reuse the decoded dict instead of copying thousands of entries.
+        labels=meta.get("labels") or {},
         unschedulable=bool(_get(raw, "spec", "unschedulable", default=False)),
         ready=(ready_cond.get("status") == "True") if ready_cond else (False if has_status else None),
         taints=tuple(Taint(str(t.get("key", "")), str(t.get("value") or ""), str(t.get("effect", "")))

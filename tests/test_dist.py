@@ -225,3 +225,27 @@ def test_pip_wheel_installs_man_page_and_both_scripts(tmp_path):
         assert flag in roff, flag
     for command in ("diff", "common", "why\\-not", "set"):
         assert command in roff
+
+
+def oldest_python():
+    """A Python 3.9 interpreter, if this machine has one (pyenv or system)."""
+    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.9*/bin/python3"))) + \
+        [p for p in (shutil.which("python3.9"),) if p]
+    for candidate in candidates:
+        probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+        if probe.returncode == 0 and probe.stdout.strip() == "(3, 9)":
+            return candidate
+    return None
+
+
+def test_archive_runs_on_python_3_9(release, tmp_path):
+    python39 = oldest_python()
+    if not python39:
+        pytest.skip("no Python 3.9 interpreter on this machine")
+    _, store = krew_install(*release, tmp_path)
+    env = clean_env(tmp_path / "bin")
+    for args in (["common", "-f", DEMO, "-o", "json"], ["why-not", "vm/db-1", "-f", BUNDLE],
+                 ["set", "vm/web-1", "Skylake-Server-IBRS", "--dry-run=client", "-f", DEMO, "-o", "yaml"]):
+        ran = subprocess.run([python39, "-S", str(store / "kubectl-cpumodel")] + args, capture_output=True,
+                             text=True, env=env)
+        assert ran.returncode == 0, ran.stderr

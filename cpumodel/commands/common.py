@@ -7,7 +7,7 @@ from typing import Any, Dict, List
 from cpumodel.commands.context import Environment, add_selector, open_source, output_format
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.common import CommonResult, analyse_common
-from cpumodel.core.nodes import split_nodes
+from cpumodel.core.nodes import Summarizer, split_nodes
 from cpumodel.output.render import brief_list, section, structured, table, wrap_list
 from cpumodel.sources.reader import ClusterReader
 
@@ -110,7 +110,7 @@ def render_table(result: CommonResult, wide: bool) -> str:
 def run(args: argparse.Namespace, env: Environment) -> int:
     fmt = output_format(args)
     reader = ClusterReader(open_source(args, env))
-    nodes = reader.nodes(args.selector, view="status")
+    nodes = reader.nodes(args.selector, view="status", then=Summarizer())
     kubevirt = reader.kubevirt()
     result = analyse_common(Catalog.load(), split_nodes(nodes), kubevirt)
     if fmt in ("json", "yaml"):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from cpumodel.commands.context import Environment, add_selector, open_source, output_format
-from cpumodel.core.nodes import split_nodes
+from cpumodel.core.nodes import Summarizer, split_nodes
 from cpumodel.core.plan import (CHART_MODEL_PATH, KUBEVIRT_MODEL_PATH, VM_MODEL_PATH, check_model, cluster_impact,
                                 field_patch, get_path, merge_patch)
 from cpumodel.errors import Conflict, UsageError
@@ -173,7 +173,7 @@ def emit_objects(objects: List[Dict[str, Any]], o: Options, env: Environment) ->
 def check_against_nodes(reader: ClusterReader, o: Options, env: Environment, require_all: bool) -> None:
     if o.model is None:
         return
-    check = check_model(o.model, split_nodes(reader.nodes(view="status")), require_all)
+    check = check_model(o.model, split_nodes(reader.nodes(view="status", then=Summarizer())), require_all)
     for warning in check.warnings:
         env.warn(warning)
     if check.error:

@@ -89,7 +89,7 @@ def _families(labels: Mapping[str, str]) -> Dict[str, set]:
     return found
 
 
-def _int_or_none(value: Optional[str]) -> Optional[int]:
+def int_or_none(value: Optional[str]) -> Optional[int]:
     try:
         return int(value) if value else None
     except ValueError:
@@ -134,7 +134,7 @@ def node_cpu(labels: Mapping[str, str]) -> NodeCpu:
         host_model=host_models[0] if host_models else None,
         host_model_required=frozenset(f[HOST_MODEL_REQUIRED]),
         vendor=vendors[0] if vendors else None,
-        tsc_frequency=_int_or_none(labels.get(TSC_FREQUENCY)),
+        tsc_frequency=int_or_none(labels.get(TSC_FREQUENCY)),
         tsc_scalable=None if scalable is None else scalable == "true",
         tsc_scheduling=frozenset(f[TSC_SCHEDULING]),
         machine_types=frozenset(f[MACHINE_TYPE]),

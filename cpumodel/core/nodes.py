@@ -1,10 +1,10 @@
 """Which nodes can run VMs, and why the others cannot (shared by common, why-not and set)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, replace
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from cpumodel.core.labels import NodeCpu, node_cpu
+from cpumodel.core.labels import HOSTNAME, TSC_FREQUENCY, NodeCpu, int_or_none, node_cpu
 from cpumodel.model import Node
 
 
@@ -46,14 +46,53 @@ def exclusion_reason(node: Node, cpu: NodeCpu) -> Optional[str]:
     return None
 
 
-def split_nodes(nodes: Sequence[Node]) -> NodeSet:
+# Labels that differ between otherwise identical nodes; NodeCpu takes them from the node itself.
+_PER_NODE = (HOSTNAME, TSC_FREQUENCY)
+
+
+class NodeCpuCache:
+    """node_cpu() once per distinct label set: thousands of nodes are a few hardware classes.
+
+    The key is the node's label items minus the per-node ones (hostname, measured TSC
+    frequency); building it is C-level work, far cheaper than re-reading hundreds of labels.
+    """
+
+    def __init__(self) -> None:
+        self._seen: Dict[frozenset, NodeCpu] = {}
+
+    def __call__(self, labels) -> NodeCpu:
+        items = frozenset(labels.items())
+        own = {(k, labels[k]) for k in _PER_NODE if k in labels}
+        key = items - own if own else items
+        cpu = self._seen.get(key)
+        if cpu is None:
+            cpu = self._seen[key] = node_cpu(labels)
+            return cpu
+        tsc = int_or_none(labels.get(TSC_FREQUENCY))
+        return cpu if cpu.tsc_frequency == tsc else replace(cpu, tsc_frequency=tsc)
+
+
+class Summarizer:
+    """Node -> VmNode without its labels, page by page: `common` needs only the CPU view,
+    so thousands of label maps need not stay in memory."""
+
+    def __init__(self) -> None:
+        self.cpu_of = NodeCpuCache()
+
+    def __call__(self, node: Node) -> VmNode:
+        return VmNode(replace(node, labels={}), self.cpu_of(node.labels))
+
+
+def split_nodes(nodes: Sequence[Union[Node, VmNode]]) -> NodeSet:
+    """Capable and excluded nodes, by name; accepts nodes or already summarised VmNodes."""
     capable: List[VmNode] = []
     excluded: List[Tuple[str, str]] = []
-    for node in sorted(nodes, key=lambda n: n.name):
-        cpu = node_cpu(node.labels)
-        reason = exclusion_reason(node, cpu)
+    summarize = Summarizer()
+    for item in sorted(nodes, key=lambda n: n.name):
+        vm_node = item if isinstance(item, VmNode) else VmNode(item, summarize.cpu_of(item.labels))
+        reason = exclusion_reason(vm_node.node, vm_node.cpu)
         if reason:
-            excluded.append((node.name, reason))
+            excluded.append((vm_node.name, reason))
         else:
-            capable.append(VmNode(node, cpu))
+            capable.append(vm_node)
     return NodeSet(tuple(capable), tuple(excluded))

@@ -1,7 +1,7 @@
 """Typed reads over any Source: the gather step of every command."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from cpumodel import model
 from cpumodel.errors import NotFound, SourceError
@@ -16,13 +16,15 @@ class ClusterReader:
         self.source = source
 
     # ---- nodes ----------------------------------------------------------------
-    def nodes(self, label_selector: Optional[str] = None, view: str = "full") -> List[model.Node]:
+    def nodes(self, label_selector: Optional[str] = None, view: str = "full",
+              then: Optional[Callable[[model.Node], Any]] = None) -> List[Any]:
         """Nodes as typed values, parsed page by page so raw pages never pile up.
 
         view "metadata": labels only (diff); "status": labels, readiness, cordon (common,
         set); "full": also taints (why-not).
         """
-        return self.source.list(r.NODES, label_selector=label_selector, view=view, keep=model.parse_node)
+        keep = model.parse_node if then is None else (lambda raw: then(model.parse_node(raw)))
+        return self.source.list(r.NODES, label_selector=label_selector, view=view, keep=keep)
 
     def node(self, name: str) -> model.Node:
         return model.parse_node(self.source.get(r.NODES, None, name))

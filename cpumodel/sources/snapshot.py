@@ -48,6 +48,20 @@ def _expand(doc: Any, origin: str) -> Iterator[Dict[str, Any]]:
     yield doc
 
 
+def _string_labels(obj: Dict[str, Any]) -> Dict[str, Any]:
+    """YAML turns `foo: true` into a bool; the API only has string label values."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and isinstance(meta.get("labels"), dict):
+        meta["labels"] = {str(k): _yaml_scalar(v) for k, v in meta["labels"].items()}
+    return obj
+
+
+def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
 def _unmunge(value: Any) -> Any:
     """support-bundle-kit wrote every empty string (and some nulls) as the string "null"."""
     if value == "null":
@@ -129,7 +143,7 @@ def load_objects(paths: Iterable[str]) -> List[Dict[str, Any]]:
         for origin, text in files:
             for doc in _load_documents(text, origin):
                 for obj in _expand(doc, origin):
-                    objects.append(_unmunge(obj) if bundle else obj)
+                    objects.append(_string_labels(_unmunge(obj) if bundle else obj))
     return objects
 
 
