@@ -42,7 +42,7 @@ def _split(words: List[str]):
 
 
 def _flags(command: Optional[str]) -> List[str]:
-    from cpumodel.cli import build_parser
+    from cpumodel.parser import build_parser
 
     parser = build_parser()
     actions = list(parser._actions)
@@ -108,7 +108,7 @@ def _positional_kinds(command: str, positionals: List[str], values) -> List[str]
 
 
 def candidates(words: List[str], current: str) -> Tuple[List[str], str]:
-    from cpumodel.cli import COMMANDS
+    from cpumodel.parser import COMMANDS
 
     command, positionals, values = _split(words)
     previous = words[-1] if words else ""

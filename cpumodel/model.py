@@ -61,7 +61,6 @@ class Taint:
 class Node:
     name: str
     labels: Mapping[str, str]
-    annotations: Mapping[str, str] = field(default_factory=dict)
     unschedulable: bool = False
     ready: Optional[bool] = None  # None: not known (metadata-only read)
     taints: Tuple[Taint, ...] = ()
@@ -112,7 +111,6 @@ class VirtualMachineInstance:
     realtime: bool
     launch_security: Tuple[str, ...]
     conditions: Tuple[Condition, ...]
-    annotations: Mapping[str, str] = field(default_factory=dict)
 
     def condition(self, ctype: str) -> Optional[Condition]:
         return next((c for c in self.conditions if c.type == ctype), None)
@@ -266,7 +264,6 @@ def parse_vmi(raw: dict) -> VirtualMachineInstance:
         realtime=bool(cpu.get("realtime") is not None and cpu.get("realtime") is not False),
         launch_security=_launch_security(spec),
         conditions=_conditions(status.get("conditions")),
-        annotations=_str_map(meta.get("annotations")),
     )
 
 

@@ -68,6 +68,10 @@ def test_401_and_404(live_env, fake):
     assert "unauthorized" in one_error(run_cli(["common"], env=live_env))
     err = one_error(run_cli(["why-not", "vm/nope", "hv-01"], env=live_env))
     assert 'virtualmachines.kubevirt.io "nope" not found in namespace "default"' in err
+    err = one_error(run_cli(["why-not", "vm/web-1", "hv-01", "-n", "nope"], env=live_env))
+    assert 'namespaces "nope" not found' in err
+    err = one_error(run_cli(["set", "vm/web-1", "Broadwell", "-n", "nope"], env=live_env))
+    assert 'namespaces "nope" not found' in err
     err = one_error(run_cli(["why-not", "vm/web-1", "hv-99"], env=live_env))
     assert 'nodes "hv-99" not found' in err
     err = one_error(run_cli(["diff", "hv-01", "hv-99"], env=live_env))

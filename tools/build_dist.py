@@ -51,7 +51,7 @@ def copy_package(stage: str) -> None:
 def write_manpage(stage: str) -> None:
     from argparse_manpage.manpage import Manpage
 
-    from cpumodel.cli import build_manpage_parser
+    from cpumodel.parser import build_manpage_parser
 
     os.environ.setdefault("SOURCE_DATE_EPOCH", str(EPOCH))
     page = Manpage(build_manpage_parser(), _data={"project_name": "kubectl-cpumodel", "version": version()[1:],

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, List
 
-from cpumodel.commands.context import Environment, add_selector, open_source, output_format
+from cpumodel.commands.context import Environment, open_source, output_format
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.common import CommonResult, analyse_common
 from cpumodel.core.nodes import Summarizer, split_nodes
@@ -12,14 +12,6 @@ from cpumodel.output.render import brief_list, section, structured, table, wrap_
 from cpumodel.sources.reader import ClusterReader
 
 TABLE_LIMIT = 8  # held-back models and common models shown without -o wide
-
-
-def add_parser(subparsers, name: str, parents) -> None:
-    p = subparsers.add_parser(name, parents=parents, help="The highest CPU model every VM-capable node supports",
-                              description="The highest CPU model that every VM-capable node supports, all common "
-                                          "models best first, the nodes left out and why, and the nodes that hold "
-                                          "back each better model.")
-    add_selector(p, "the nodes to consider")
 
 
 def set_command(model: str) -> str:

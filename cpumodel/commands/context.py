@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional, TextIO
 
 from cpumodel.errors import UsageError
-from cpumodel.output.render import OUTPUT_FORMATS
+from cpumodel.parser import OUTPUT_FORMATS
 from cpumodel.sources.base import Source
 
 
@@ -52,8 +52,3 @@ def open_source(args: argparse.Namespace, environment: Environment) -> Source:
 
     choice = choose(args.kubeconfig, args.context, environment.env)
     return LiveSource(choice, args.namespace, timeout, args.v, environment.stderr)
-
-
-def add_selector(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("-l", "--selector", metavar="SELECTOR",
-                        help="Label selector for %s (e.g. zone=a,!node-role.kubernetes.io/witness)" % what)

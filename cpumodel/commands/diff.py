@@ -4,22 +4,12 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, List, Optional
 
-from cpumodel.commands.context import Environment, add_selector, open_source, output_format
+from cpumodel.commands.context import Environment, open_source, output_format
 from cpumodel.core.diff import Matrix, PairDiff, diff_matrix, diff_pair
 from cpumodel.core.labels import group_keys, label_group
 from cpumodel.errors import UsageError
 from cpumodel.output.render import brief_list, section, structured, table, wrap_list
 from cpumodel.sources.reader import ClusterReader
-
-
-def add_parser(subparsers, name: str, parents) -> None:
-    p = subparsers.add_parser(name, parents=parents, help="KubeVirt CPU labels that differ between nodes",
-                              description="With two nodes: the KubeVirt CPU/scheduling labels present on one only, "
-                                          "grouped, and those whose values differ. With more (or none: all nodes), "
-                                          "a matrix with one row per differing label and one column per node.")
-    p.add_argument("nodes", nargs="*", metavar="NODE", help="Node names")
-    add_selector(p, "the nodes to compare")
-    p.add_argument("--all", action="store_true", help="Also show labels that are the same everywhere")
 
 
 def pair_document(d: PairDiff) -> Dict[str, Any]:

@@ -5,11 +5,11 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from cpumodel.commands.context import Environment, add_selector, open_source, output_format
+from cpumodel.commands.context import Environment, open_source, output_format
 from cpumodel.core.nodes import Summarizer, split_nodes
 from cpumodel.core.plan import (CHART_MODEL_PATH, KUBEVIRT_MODEL_PATH, VM_MODEL_PATH, check_model, cluster_impact,
                                 field_patch, get_path, merge_patch)
-from cpumodel.errors import Conflict, UsageError
+from cpumodel.errors import Conflict, NotFound, UsageError
 from cpumodel.output.render import brief_list, structured
 from cpumodel.sources import resources as r
 from cpumodel.sources.base import Source
@@ -19,25 +19,6 @@ MERGE_PATCH = "application/merge-patch+json"
 CONFLICT_RETRIES = 3
 DRY_RUN_MODES = ("none", "client", "server")
 IMPACT_SHOWN = 10  # VMs named per impact line; -o wide names them all
-
-
-def add_parser(subparsers, name: str, parents) -> None:
-    p = subparsers.add_parser(name, parents=parents, help="Set the CPU model of VMs or the cluster default",
-                              description="Set spec.template.spec.domain.cpu.model on VirtualMachines (VM... MODEL), "
-                                          "remove it (--clear), or set the cluster-wide default (--cluster MODEL). "
-                                          "The model is checked against the nodes before anything is written.")
-    p.add_argument("args", nargs="*", metavar="VM... MODEL", help="vm/NAME or NAME (several allowed), then the model")
-    p.add_argument("--clear", action="store_true", help="Remove the model, so VMs fall back to the cluster default")
-    p.add_argument("--cluster", action="store_true", help="Set the cluster-wide default (KubeVirt cpuModel)")
-    add_selector(p, "the VMs to change")
-    p.add_argument("--all", action="store_true", help="Every VM in the namespace")
-    p.add_argument("--dry-run", nargs="?", const="client", default="none", metavar="MODE",
-                   help="none (default), client (send nothing, show the change) or server (dryRun=All)")
-    p.add_argument("--force", action="store_true", help="Write even if nodes do not support the model")
-    p.add_argument("--restart", action="store_true", help="Restart running VMs so the change applies now")
-    p.add_argument("--target", choices=("kubevirt", "managedchart"),
-                   help="With --cluster: write the KubeVirt CR or Harvester's ManagedChart "
-                        "(default: the ManagedChart fleet-local/harvester when present)")
 
 
 @dataclass
@@ -185,7 +166,11 @@ def check_against_nodes(reader: ClusterReader, o: Options, env: Environment, req
 def select_vms(reader: ClusterReader, o: Options):
     ns = reader.source.namespace
     if o.vm_names:
-        return [reader.vm(ns, name) for name in o.vm_names]  # every VM must exist before any write
+        try:
+            return [reader.vm(ns, name) for name in o.vm_names]  # every VM must exist before any write
+        except NotFound:
+            reader.check_namespace(ns)
+            raise
     vms = reader.vms(ns, o.selector)
     if not vms:
         raise UsageError('no VirtualMachines %s in namespace "%s"' % (

@@ -25,17 +25,6 @@ EVENT_REASONS = {"FailedScheduling", "migrationTargetPodUnschedulable", "NoSuita
 MIGRATIONS_SHOWN = 3
 
 
-def add_parser(subparsers, name: str, parents) -> None:
-    p = subparsers.add_parser(name, parents=parents, help="Why a VM cannot live-migrate to a node, and the fix",
-                              description="Why VM cannot live-migrate to NODE, label by label, with where each "
-                                          "constraint came from and a fix. Without NODE: every node but the one "
-                                          "the VM runs on. VM is vm/NAME, vmi/NAME or NAME.")
-    p.add_argument("vm", metavar="VM", help="vm/NAME, vmi/NAME or NAME")
-    p.add_argument("node", nargs="?", metavar="NODE", help="The target node (default: every node)")
-    p.add_argument("--exit-code", action="store_true",
-                   help="Exit 0 if the VM can migrate (to NODE, or to some node), 3 if it cannot")
-
-
 def parse_vm_ref(ref: str) -> Tuple[str, str]:
     kind, sep, name = ref.partition("/")
     if not sep:
@@ -66,9 +55,11 @@ def _resolve(reader: ClusterReader, kind: str, name: str):
             vm = reader.vm(namespace, name)
         except NotFound:
             if kind == "vm":
+                reader.check_namespace(namespace)
                 raise
     vmi = reader.vmi(namespace, name)
     if vm is None and vmi is None:
+        reader.check_namespace(namespace)
         what = "virtualmachineinstances.kubevirt.io" if kind == "vmi" else "virtualmachines.kubevirt.io"
         raise NotFound('%s "%s" not found in namespace "%s"' % (what, name, namespace))
     return vm, vmi, namespace
@@ -150,8 +141,9 @@ def suggestion(catalog: Catalog, g: Gathered, s: Situation, target: model.Node, 
     command = "kubectl cpumodel set vm/%s %s -n %s" % (g.name, best, g.namespace)
     everywhere = " and on every VM-capable node" if best in common else ""
     where = "%s and %s" % (s.source_node, target.name) if s.source_node else target.name
-    note = ("%s is usable on %s%s; it takes effect at the VM's next restart (add --restart to restart now)"
-            % (best, where, everywhere))
+    when = ("it takes effect at the VM's next restart (add --restart to restart now)" if s.running
+            else "the VM uses it when it next starts")
+    note = "%s is usable on %s%s; %s" % (best, where, everywhere, when)
     return {"model": best, "command": command, "note": note}
 
 

@@ -27,7 +27,6 @@ SCHEDULABLE = "kubevirt.io/schedulable"
 WITNESS = "node-role.harvesterhci.io/witness"
 HOSTNAME = "kubernetes.io/hostname"
 ARCH = "kubernetes.io/arch"
-SKIP_NODE_ANNOTATION = "node-labeller.kubevirt.io/skip-node"
 
 # Single-key labels written by KubeVirt that matter for scheduling (§1.1, §1.6).
 OTHER_KUBEVIRT_KEYS = (

@@ -8,9 +8,6 @@ from __future__ import annotations
 import json
 from typing import Any, List, Sequence
 
-OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
-
-
 def to_json(document: Any) -> str:
     # kubectl prints JSON with 4-space indentation (cli-runtime printers/json.go).
     return json.dumps(document, indent=4, ensure_ascii=False) + "\n"

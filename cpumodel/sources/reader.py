@@ -64,6 +64,12 @@ class ClusterReader:
             raise SourceError("%s %s exists in namespaces %s: pass -n" % (kind, name, ", ".join(spaces)))
         return spaces[0] if spaces else src.namespace
 
+    def check_namespace(self, namespace: str) -> None:
+        """Turn "VM not found" into "namespace not found" when that is the real problem."""
+        if self.source.offline and not self.source.list(r.NAMESPACES):
+            return  # snapshots often hold no Namespace objects
+        self.source.get(r.NAMESPACES, None, namespace)
+
     def vm(self, namespace: str, name: str) -> model.VirtualMachine:
         return model.parse_vm(self.source.get(r.VMS, namespace, name))
 

@@ -1,0 +1,131 @@
+"""The command line's shape: every subcommand, flag and help text, and nothing else.
+
+Kept apart from the commands' logic so that `--help`, the man page and shell
+completion build the parser without importing the core, the client, yaml or tabulate.
+"""
+from __future__ import annotations
+
+import argparse
+
+from cpumodel import __version__
+from cpumodel.errors import UsageError
+
+#: subcommand -> module implementing run(args, env), imported only when the command runs
+COMMANDS = {"diff": "cpumodel.commands.diff", "common": "cpumodel.commands.common",
+            "why-not": "cpumodel.commands.why_not", "set": "cpumodel.commands.set_model"}
+GLOBAL_DEFAULTS = {"kubeconfig": None, "context": None, "namespace": None, "request_timeout": "0",
+                   "filename": None, "output": "table", "v": 0}
+OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
+
+DESCRIPTION = """Find, explain and fix CPU-model live-migration blockers on KubeVirt and Harvester.
+
+KubeVirt labels nodes with the CPU models and features they offer and turns a VM's
+CPU settings into scheduling constraints. In clusters that mix CPU generations,
+host-model VMs then cannot migrate. This plugin shows which labels differ, the
+highest CPU model every node supports, why a VM cannot move to a node, and sets
+an explicit model safely."""
+
+EPILOG = """examples:
+  kubectl cpumodel common
+  kubectl cpumodel diff node-a node-b
+  kubectl cpumodel why-not vm/web-1 node-b -n prod
+  kubectl cpumodel set vm/web-1 Cascadelake-Server --dry-run=client
+  kubectl cpumodel set --cluster Cascadelake-Server
+  kubectl cpumodel common -f supportbundle_x.zip"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse exits 2 on usage errors; kubectl exits 1 with `error: …`."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(message)
+
+
+def global_flags() -> argparse.ArgumentParser:
+    # SUPPRESS defaults: a flag given before the subcommand must not be reset by the subparser.
+    parent = argparse.ArgumentParser(add_help=False)
+    g = parent.add_argument_group("global flags (accepted anywhere on the line)")
+    s = argparse.SUPPRESS
+    g.add_argument("--kubeconfig", default=s, metavar="PATH", help="Path to the kubeconfig file to use")
+    g.add_argument("--context", default=s, metavar="NAME", help="The kubeconfig context to use")
+    g.add_argument("-n", "--namespace", default=s, metavar="NS",
+                   help="Namespace of the VMs (default: the context's namespace, else default)")
+    g.add_argument("--request-timeout", default=s, metavar="D",
+                   help="Per-request timeout, kubectl syntax (0 = none, 30s, 1m)")
+    g.add_argument("-f", "--filename", default=s, action="append", metavar="PATH",
+                   help="Read objects from a YAML/JSON file, a directory or a Harvester support bundle "
+                        "(.zip or extracted) instead of the cluster; repeatable")
+    g.add_argument("-o", "--output", default=s, metavar="FORMAT",
+                   help="Output format: table (default), wide, json, yaml")
+    g.add_argument("-v", "--v", default=s, type=int, metavar="N", dest="v",
+                   help="Log each API request (method, path, status, time) to stderr")
+    return parent
+
+
+def add_selector(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("-l", "--selector", metavar="SELECTOR",
+                        help="Label selector for %s (e.g. zone=a,!node-role.kubernetes.io/witness)" % what)
+
+
+def add_diff(subparsers, parents) -> None:
+    p = subparsers.add_parser("diff", parents=parents, help="KubeVirt CPU labels that differ between nodes",
+                              description="With two nodes: the KubeVirt CPU/scheduling labels present on one only, "
+                                          "grouped, and those whose values differ. With more (or none: all nodes), "
+                                          "a matrix with one row per differing label and one column per node.")
+    p.add_argument("nodes", nargs="*", metavar="NODE", help="Node names")
+    add_selector(p, "the nodes to compare")
+    p.add_argument("--all", action="store_true", help="Also show labels that are the same everywhere")
+
+
+def add_common(subparsers, parents) -> None:
+    p = subparsers.add_parser("common", parents=parents, help="The highest CPU model every VM-capable node supports",
+                              description="The highest CPU model that every VM-capable node supports, all common "
+                                          "models best first, the nodes left out and why, and the nodes that hold "
+                                          "back each better model.")
+    add_selector(p, "the nodes to consider")
+
+
+def add_why_not(subparsers, parents) -> None:
+    p = subparsers.add_parser("why-not", parents=parents, help="Why a VM cannot live-migrate to a node, and the fix",
+                              description="Why VM cannot live-migrate to NODE, label by label, with where each "
+                                          "constraint came from and a fix. Without NODE: every node but the one "
+                                          "the VM runs on. VM is vm/NAME, vmi/NAME or NAME.")
+    p.add_argument("vm", metavar="VM", help="vm/NAME, vmi/NAME or NAME")
+    p.add_argument("node", nargs="?", metavar="NODE", help="The target node (default: every node)")
+    p.add_argument("--exit-code", action="store_true",
+                   help="Exit 0 if the VM can migrate (to NODE, or to some node), 3 if it cannot")
+
+
+def add_set(subparsers, parents) -> None:
+    p = subparsers.add_parser("set", parents=parents, help="Set the CPU model of VMs or the cluster default",
+                              description="Set spec.template.spec.domain.cpu.model on VirtualMachines (VM... MODEL), "
+                                          "remove it (--clear), or set the cluster-wide default (--cluster MODEL). "
+                                          "The model is checked against the nodes before anything is written.")
+    p.add_argument("args", nargs="*", metavar="VM... MODEL", help="vm/NAME or NAME (several allowed), then the model")
+    p.add_argument("--clear", action="store_true", help="Remove the model, so VMs fall back to the cluster default")
+    p.add_argument("--cluster", action="store_true", help="Set the cluster-wide default (KubeVirt cpuModel)")
+    add_selector(p, "the VMs to change")
+    p.add_argument("--all", action="store_true", help="Every VM in the namespace")
+    p.add_argument("--dry-run", nargs="?", const="client", default="none", metavar="MODE",
+                   help="none (default), client (send nothing, show the change) or server (dryRun=All)")
+    p.add_argument("--force", action="store_true", help="Write even if nodes do not support the model")
+    p.add_argument("--restart", action="store_true", help="Restart running VMs so the change applies now")
+    p.add_argument("--target", choices=("kubevirt", "managedchart"),
+                   help="With --cluster: write the KubeVirt CR or Harvester's ManagedChart "
+                        "(default: the ManagedChart fleet-local/harvester when present)")
+
+
+def build_parser(prog: str = "kubectl cpumodel") -> argparse.ArgumentParser:
+    parents = [global_flags()]
+    parser = Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG, parents=parents,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version="kubectl-cpumodel %s" % __version__)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for add in (add_diff, add_common, add_why_not, add_set):
+        add(subparsers, parents)
+    return parser
+
+
+def build_manpage_parser() -> argparse.ArgumentParser:
+    """The parser for argparse-manpage: a prog without a space keeps the man page header valid."""
+    return build_parser(prog="kubectl-cpumodel")
