@@ -87,7 +87,7 @@ class VirtualMachine:
     uid: str
     resource_version: str
     cpu_model: Optional[str]
-    running_hint: str  # printableStatus, or the run strategy when no status
+    running: bool  # a VMI exists (status.created), per the VM's own status
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
 
@@ -166,6 +166,9 @@ class Event:
 
 # ---- parsing ---------------------------------------------------------------
 
+# VM printableStatus values that mean a VMI exists (KubeVirt VirtualMachinePrintableStatus).
+RUNNING_STATES = ("Running", "Migrating", "Paused", "Starting", "Stopping", "WaitingForVolumeBinding")
+
 def _conditions(items: Any) -> Tuple[Condition, ...]:
     return tuple(
         Condition(str(c.get("type", "")), str(c.get("status", "")), str(c.get("reason") or ""), str(c.get("message") or ""))
@@ -212,14 +215,13 @@ def parse_node(raw: dict) -> Node:
 
 def parse_vm(raw: dict) -> VirtualMachine:
     meta = raw.get("metadata") or {}
-    strategy = _get(raw, "spec", "runStrategy") or ("Always" if _get(raw, "spec", "running") else "Halted")
     return VirtualMachine(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
         uid=str(meta.get("uid", "")),
         resource_version=str(meta.get("resourceVersion", "")),
         cpu_model=_get(raw, "spec", "template", "spec", "domain", "cpu", "model") or None,
-        running_hint=str(_get(raw, "status", "printableStatus") or strategy),
+        running=bool(_get(raw, "status", "created")) or _get(raw, "status", "printableStatus") in RUNNING_STATES,
         raw=raw,
     )
 

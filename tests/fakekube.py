@@ -409,6 +409,8 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
+        if url.path == "/_fake/requests":  # for benchmarks in another process: not itself logged
+            return self._send(200, json.dumps({"count": len(self.fake.requests)}).encode(), {}, headers)
         self.fake.requests.append({"method": self.command, "path": url.path, "query": query, "headers": headers,
                                    "body": body.decode("utf-8", "replace")})
         extra: Dict[str, str] = {}
@@ -419,6 +421,9 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # never drop the connection
             status, payload = 500, ApiStatus(500, "InternalError", "fake: %r" % exc).body()
         data = payload if isinstance(payload, Raw) else json.dumps(payload).encode()
+        self._send(status, data, extra, headers)
+
+    def _send(self, status: int, data: bytes, extra: Dict[str, str], headers: Dict[str, str]) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         if self.fake.gzip_enabled and "gzip" in headers.get("accept-encoding", "") and len(data) > 128:

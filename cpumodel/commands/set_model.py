@@ -178,17 +178,12 @@ def select_vms(reader: ClusterReader, o: Options):
     return vms
 
 
-def _is_running(reader: ClusterReader, vm) -> bool:
-    vmi = reader.vmi(vm.namespace, vm.name)
-    return vmi is not None and vmi.phase == "Running"
-
-
 def run_vms(reader: ClusterReader, o: Options, env: Environment) -> int:
     vms = select_vms(reader, o)
     check_against_nodes(reader, o, env, require_all=False)
     changes = [Change(r.VMS, vm.namespace, vm.name, VM_MODEL_PATH, "cpu model") for vm in vms]
     objects = apply_all(reader.source, changes, o.model, o, env)
-    running = [vm for vm in vms if _is_running(reader, vm)]
+    running = [vm for vm in vms if vm.running]
     if running and o.restart and o.dry_run == "none":
         for vm in running:
             reader.source.put_subresource(r.VMS, vm.namespace, vm.name, r.VM_RESTART, r.SUBRESOURCES_GROUP_VERSION)
@@ -220,9 +215,7 @@ def cluster_change(reader: ClusterReader, o: Options, env: Environment) -> Chang
 def run_cluster(reader: ClusterReader, o: Options, env: Environment) -> int:
     check_against_nodes(reader, o, env, require_all=True)
     change = cluster_change(reader, o, env)
-    vms = reader.vms(None)
-    running = [(v.namespace, v.name) for v in reader.vmis(None) if v.phase == "Running"]
-    impact = cluster_impact(vms, running)
+    impact = cluster_impact(reader.vms(None))
     objects = apply_all(reader.source, [change], o.model, o, env)
     limit = 0 if o.fmt == "wide" else IMPACT_SHOWN
     if impact["adopt"]:

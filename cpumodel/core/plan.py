@@ -91,11 +91,9 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def cluster_impact(vms: Sequence[VirtualMachine], running: Sequence[str]) -> Dict[str, List[str]]:
+def cluster_impact(vms: Sequence[VirtualMachine]) -> Dict[str, List[str]]:
     """Which VMs take a cluster default at their next start, and which keep their own model."""
-    running_set = set(running)
     adopt = sorted("%s/%s" % (v.namespace, v.name) for v in vms if not v.cpu_model)
     keep = sorted("%s/%s (%s)" % (v.namespace, v.name, v.cpu_model) for v in vms if v.cpu_model)
-    restart = sorted("%s/%s" % (v.namespace, v.name) for v in vms if not v.cpu_model
-                     and (v.namespace, v.name) in running_set)
+    restart = sorted("%s/%s" % (v.namespace, v.name) for v in vms if not v.cpu_model and v.running)
     return {"adopt": adopt, "keepOwn": keep, "runningNeedRestart": restart}

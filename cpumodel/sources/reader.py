@@ -82,9 +82,6 @@ class ClusterReader:
         except NotFound:
             return None
 
-    def vmis(self, namespace: Optional[str]) -> List[model.VirtualMachineInstance]:
-        return [model.parse_vmi(o) for o in self.source.list(r.VMIS, namespace)]
-
     def launcher_pods(self, vmi: model.VirtualMachineInstance) -> List[model.Pod]:
         """virt-launcher pods of a VMI, by label selector (never all pods), newest first."""
         selector = "kubevirt.io=virt-launcher,kubevirt.io/created-by=%s" % vmi.uid
