@@ -168,3 +168,44 @@ def test_common_reads_readiness_from_the_node_table_and_without_it(live_env, fak
         assert "hv-off" in doc["cordonedNodes"] and doc["recommended"] == "Broadwell"
         node_list = next(r for r in fake.requests if r["path"] == "/api/v1/nodes")
         assert "as=Table" in node_list["headers"]["accept"] and node_list["query"]["includeObject"] == "Metadata"
+
+
+@pytest.fixture
+def tls_fake(demo_objects, tmp_path):
+    """The fake API server behind TLS with a self-signed certificate for 127.0.0.1."""
+    import shutil
+    import ssl
+    import subprocess
+
+    from fakekube import FakeKube, serve
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not available")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=fake-apiserver", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    api = FakeKube(demo_objects)
+    server, url = serve(api)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    yield url.replace("http://", "https://"), cert
+    server.shutdown()
+    server.server_close()
+
+
+def test_tls_with_and_without_the_cluster_ca(tls_fake, tmp_path):
+    import base64
+
+    import yaml
+
+    url, cert = tls_fake
+    untrusted = write_kubeconfig(str(tmp_path / "untrusted"), url)
+    err = one_error(run_cli(["common"], env=base_env(KUBECONFIG=untrusted)))
+    assert "TLS error talking to %s" % url in err
+    trusted = tmp_path / "trusted"
+    config = yaml.safe_load(open(untrusted))
+    config["clusters"][0]["cluster"]["certificate-authority-data"] = base64.b64encode(cert.read_bytes()).decode()
+    trusted.write_text(yaml.safe_dump(config))
+    assert run_json(["common"], env=base_env(KUBECONFIG=str(trusted)))["recommended"] == "Skylake-Server-IBRS"

@@ -217,3 +217,28 @@ def test_live_why_not_matches_offline(live_env, fake):
     assert live == run_json(["why-not", "vm/db-1", "hv-04", "-f", DEMO], offline=True)
     pods = [r for r in fake.requests if r["path"].endswith("/pods")]
     assert pods and all("kubevirt.io" in r["query"].get("labelSelector", "") for r in pods)
+
+
+def test_pending_migration_shows_the_unschedulable_target_pod(tmp_path):
+    the_vmi = vmi("p", "src")
+    vmim = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
+            "metadata": {"name": "p-move", "namespace": "default", "uid": "uid-vmim-p", "labels": {"kubevirt.io/vmi-name": "p"},
+                         "creationTimestamp": "2026-11-25T08:00:00Z"},
+            "spec": {"vmiName": "p"}, "status": {"phase": "Scheduling"}}
+    target = launcher(the_vmi, {"cpu-feature.node.kubevirt.io/fpu": "true"}, "2026-11-25T08:00:01Z", "target")
+    target["metadata"]["labels"]["kubevirt.io/migrationJobUID"] = "uid-vmim-p"
+    target["spec"]["nodeName"] = None
+    message = "0/3 nodes are available: 1 node(s) didn't match pod anti-affinity rules, 2 node(s) didn't match Pod's node affinity/selector."
+    target["status"] = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                                                            "reason": "Unschedulable", "message": message}]}
+    event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "ev1", "namespace": "default"},
+             "involvedObject": {"kind": "Pod", "name": target["metadata"]["name"]}, "reason": "FailedScheduling",
+             "message": message, "type": "Warning", "lastTimestamp": "2026-11-25T08:00:02Z"}
+    objs = kb_nodes() + [vm("p"), the_vmi, launcher(the_vmi, {}), vmim, target, event]
+    doc = why(tmp_path, objs, "vm/p", "node-b")
+    assert doc["migrations"] == [{"name": "p-move", "phase": "Scheduling", "targetNode": None,
+                                  "targetPods": [{"name": target["metadata"]["name"], "phase": "Pending",
+                                                  "unschedulable": message}]}]
+    assert [e["reason"] for e in doc["events"]] == ["FailedScheduling"]
+    table = run_cli(["why-not", "vm/p", "node-b", "-f", snapshot(tmp_path, objs)], offline=True).stdout
+    assert "Migration p-move: Scheduling" in table and "didn't match Pod's node affinity" in table

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
@@ -156,13 +157,19 @@ class KubeClient:
     def request(self, call: Call, method: str, path: str, query: Sequence[Tuple[str, str]] = (),
                 body: Any = None, content_type: str = "application/json",
                 accept: str = "application/json") -> Dict[str, Any]:
+        return _decode(self.request_bytes(call, method, path, query, body, content_type, accept))
+
+    def request_bytes(self, call: Call, method: str, path: str, query: Sequence[Tuple[str, str]] = (),
+                      body: Any = None, content_type: str = "application/json",
+                      accept: str = "application/json") -> bytes:
+        """The response body of a successful request (GETs retried on 429/5xx); errors raised."""
         headers = {"Accept": accept, "Content-Type": content_type, "Accept-Encoding": "gzip",
                    "User-Agent": "kubectl-cpumodel"}
         attempts = GET_ATTEMPTS if method == "GET" else 1
         for attempt in range(attempts):
             status, data, resp_headers = self._send(method, path, query, headers, body)
             if 200 <= status < 300:
-                return _decode(data)
+                return data
             retryable = status == 429 or status >= 500
             if not retryable or attempt == attempts - 1:
                 raise http_error(call, status, data, self.server)
@@ -175,26 +182,59 @@ class KubeClient:
                    ) -> List[Any]:
         """Every item of a list, page by page (`keep` trims each page's items as it arrives).
 
-        An expired continue token (410 Gone) restarts the list from scratch, dropping
-        what earlier pages gave, as kubectl does.
+        While one page is decoded, the next is already being fetched: its continue token is
+        read from the head of the raw page (kube-apiserver writes `metadata` before `items`),
+        so network and server time overlap with JSON decoding. An expired continue token
+        (410 Gone) restarts the list from scratch, dropping what earlier pages gave, as
+        kubectl does.
         """
-        for _ in range(MAX_LIST_RESTARTS + 1):
-            items: List[Any] = []
-            token = ""
-            try:
-                while True:
-                    q = list(query) + [("limit", str(PAGE_SIZE))] + ([("continue", token)] if token else [])
-                    page = self.request(call, "GET", path, q, accept=accept)
-                    token = (page.get("metadata") or {}).get("continue") or ""
-                    page_items = items_of(page)
-                    items.extend(map(keep, page_items) if keep else page_items)
-                    del page, page_items  # let each page go before the next arrives
-                    if not token:
-                        return items
-            except ApiError as exc:
-                if exc.status != 410:
-                    raise
+        from concurrent.futures import ThreadPoolExecutor
+
+        def fetch(token: str):
+            q = list(query) + [("limit", str(PAGE_SIZE))] + ([("continue", token)] if token else [])
+            return self.request_bytes(call, "GET", path, q, accept=accept)
+
+        with ThreadPoolExecutor(max_workers=1) as prefetcher:
+            for _ in range(MAX_LIST_RESTARTS + 1):
+                try:
+                    return self._collect_pages(fetch, prefetcher, keep, items_of)
+                except ApiError as exc:
+                    if exc.status != 410:
+                        raise
         raise SourceError("listing %s kept expiring (HTTP 410 Gone); try again" % call.resource)
+
+    @staticmethod
+    def _collect_pages(fetch, prefetcher, keep, items_of) -> List[Any]:
+        items: List[Any] = []
+        pending = prefetcher.submit(fetch, "")
+        while True:
+            raw = pending.result()
+            guessed = peek_continue(raw)
+            if guessed:
+                pending = prefetcher.submit(fetch, guessed)
+            page = _decode(raw)
+            del raw
+            token = (page.get("metadata") or {}).get("continue") or ""
+            page_items = items_of(page)
+            items.extend(map(keep, page_items) if keep else page_items)
+            del page, page_items  # let each page go before the next is decoded
+            if token != guessed:  # an unusual layout: fall back to fetching after decoding
+                if guessed:
+                    pending.cancel()
+                    pending.exception()  # wait for the wasted request, ignore its outcome
+                if token:
+                    pending = prefetcher.submit(fetch, token)
+            if not token:
+                return items
+
+
+_CONTINUE = re.compile(rb'^\s*\{[^{]*?"metadata"\s*:\s*\{[^{}]*?"continue"\s*:\s*"([^"\\]*)"')
+
+
+def peek_continue(raw: bytes) -> str:
+    """The continue token from the head of a raw list page, or "" if it is not right there."""
+    match = _CONTINUE.match(raw[:4096])
+    return match.group(1).decode() if match else ""
 
 
 def _retry_delay(headers: Dict[str, str], attempt: int) -> float:
@@ -220,8 +260,6 @@ def _decode(data: bytes) -> Dict[str, Any]:
 
 def parse_duration(text: str) -> Optional[float]:
     """kubectl's --request-timeout: "0" = none, a bare integer = seconds, else a Go duration."""
-    import re
-
     text = text.strip()
     if text.isdigit():
         return float(text) or None
