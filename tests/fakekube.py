@@ -177,6 +177,8 @@ class FakeKube:
         self.metadata_lists = metadata_lists
         self.tables = True  # server-side printing (Table) for node lists, as kube-apiserver does
         self._encode_cache: Dict[tuple, bytes] = {}
+        self._by_type: Dict[tuple, tuple] = {}
+        self._writes = 0  # bumped by every stored change, so cached listings go stale
         self.expire_continue = 0  # answer the next N continue tokens with 410 Gone
         self.on_patch = None  # hook(obj) run before a patch is applied: tests simulate a concurrent writer
         for obj in objects or []:
@@ -195,6 +197,7 @@ class FakeKube:
         ns = meta.setdefault("namespace", "default") if namespaced else ""
         with self.lock:
             self.store[(g, v, plural, ns, meta["name"])] = obj
+            self._writes += 1
         return obj
 
     def get_object(self, group: str, plural: str, namespace: str, name: str) -> Optional[dict]:
@@ -291,8 +294,7 @@ class FakeKube:
               headers: Dict[str, str]) -> "Raw":
         with self.lock:
             # Stored objects are replaced, never edited, so lists can share them (and their encodings).
-            items = [o for (g, v, p, ons, _), o in sorted(self.store.items())
-                     if (g, v, p) == key and (not namespaced or ns is None or ons == ns)]
+            items = [o for ons, o in self._sorted(key) if not namespaced or ns is None or ons == ns]
             list_rv = str(next(self.rv))
         if query.get("labelSelector"):
             items = [o for o in items if labels_match(query["labelSelector"], o["metadata"].get("labels") or {})]
@@ -323,6 +325,15 @@ class FakeKube:
         group = key[0]
         return _raw_list(kind + "List", "%s/%s" % (group, key[1]) if group else key[1], meta,
                          [self._encoded(o, "full") for o in page])
+
+    def _sorted(self, key) -> List[Tuple[str, dict]]:
+        """(namespace, object) of one resource type in a stable order, kept until the store changes."""
+        version = len(self.store), self._writes
+        cached = self._by_type.get(key)
+        if cached is None or cached[0] != version:
+            rows = sorted(((ns, name), o) for (g, v, p, ns, name), o in self.store.items() if (g, v, p) == key)
+            cached = self._by_type[key] = (version, [(ns, o) for (ns, _), o in rows])
+        return cached[1]
 
     def _encoded(self, obj: dict, variant: str) -> bytes:
         cache_key = (id(obj), obj["metadata"].get("resourceVersion"), variant)
@@ -364,6 +375,7 @@ class FakeKube:
                 hook, self.on_patch = self.on_patch, None
                 hook(current)
                 current["metadata"]["resourceVersion"] = str(next(self.rv))
+                self._writes += 1
             try:
                 patch = json.loads(body or b"null")
             except ValueError as exc:
@@ -388,6 +400,7 @@ class FakeKube:
             updated["metadata"]["resourceVersion"] = str(next(self.rv))
             if query.get("dryRun") != "All":
                 self.store[key + (ns, name)] = updated
+                self._writes += 1
             return copy.deepcopy(updated)
 
     def _restart(self, ns: str, plural: str, name: str) -> dict:
