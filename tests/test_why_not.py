@@ -242,3 +242,11 @@ def test_pending_migration_shows_the_unschedulable_target_pod(tmp_path):
     assert [e["reason"] for e in doc["events"]] == ["FailedScheduling"]
     table = run_cli(["why-not", "vm/p", "node-b", "-f", snapshot(tmp_path, objs)], offline=True).stdout
     assert "Migration p-move: Scheduling" in table and "didn't match Pod's node affinity" in table
+
+
+def test_all_nodes_form_suggests_the_common_model_when_cpu_blocks():
+    doc = run_json(["why-not", "vm/web-1", "-f", DEMO], offline=True)
+    assert doc["suggestion"]["model"] == "Skylake-Server-IBRS"
+    assert not any(n["migratable"] for n in doc["nodes"])
+    app = run_json(["why-not", "vm/app-1", "-n", "prod", "-f", DEMO], offline=True)
+    assert app["suggestion"] is None  # a named model already; only cordon/taint/witness block some nodes

@@ -130,21 +130,19 @@ def reasons_doc(reasons: List[Reason]) -> List[Dict[str, Any]]:
     return [{"category": r.category, "key": r.key, "message": r.message} for r in reasons]
 
 
-def suggestion(catalog: Catalog, g: Gathered, s: Situation, target: model.Node, reasons: List[Reason],
-               common: List[str], obsolete: frozenset) -> Optional[Dict[str, str]]:
-    if not needs_cpu_fix(reasons):
-        return None
+def suggestion(catalog: Catalog, g: Gathered, s: Situation, target: Optional[model.Node], common: List[str],
+               obsolete: frozenset) -> Optional[Dict[str, str]]:
+    """A named model for the VM that the source, the target (or every node) and ideally all VM-capable nodes offer."""
     source = next((n for n in g.nodes if n.name == s.source_node), None)
-    best = suggest_model(catalog, source, target, common, obsolete)
+    best = suggest_model(catalog, [source, target], common, obsolete)
     if best is None:
         return None
     command = "kubectl cpumodel set vm/%s %s -n %s" % (g.name, best, g.namespace)
     everywhere = " and on every VM-capable node" if best in common else ""
-    where = "%s and %s" % (s.source_node, target.name) if s.source_node else target.name
+    where = " and ".join(n for n in (s.source_node, target.name if target else None) if n) or "the nodes"
     when = ("it takes effect at the VM's next restart (add --restart to restart now)" if s.running
             else "the VM uses it when it next starts")
-    note = "%s is usable on %s%s; %s" % (best, where, everywhere, when)
-    return {"model": best, "command": command, "note": note}
+    return {"model": best, "command": command, "note": "%s is usable on %s%s; %s" % (best, where, everywhere, when)}
 
 
 def constraints_doc(spec: TargetSpec) -> List[Dict[str, str]]:
@@ -167,45 +165,55 @@ def brief(reasons: List[Reason]) -> str:
     return "; ".join(parts)
 
 
+def single_document(s: Situation, target: model.Node, fix) -> Tuple[Dict[str, Any], bool]:
+    reasons = evaluate(s, target)
+    ok = is_migratable(s, reasons)
+    return {"targetNode": target.name, "migratable": ok, "reasons": reasons_doc(reasons),
+            "suggestion": fix(target) if needs_cpu_fix(reasons) else None}, ok
+
+
+def all_nodes_document(s: Situation, nodes: List[model.Node], fix) -> Tuple[Dict[str, Any], List[str], bool]:
+    rows, briefs = [], []
+    for node in sorted(nodes, key=lambda n: n.name):
+        if node.name == s.source_node:
+            continue
+        reasons = evaluate(s, node)
+        rows.append({"name": node.name, "migratable": is_migratable(s, reasons), "reasons": reasons_doc(reasons)})
+        briefs.append(brief(reasons))
+    blocked_by_cpu = any(needs_cpu_fix([Reason(**r) for r in row["reasons"]]) for row in rows)
+    return {"nodes": rows, "suggestion": fix(None) if blocked_by_cpu else None}, briefs, \
+        any(r["migratable"] for r in rows)
+
+
 def run(args: argparse.Namespace, env: Environment) -> int:
     fmt = output_format(args)
-    reader = ClusterReader(open_source(args, env))
-    g = gather(reader, args.vm, args.node)
+    g = gather(ClusterReader(open_source(args, env)), args.vm, args.node)
     s = situation(g)
     catalog = Catalog.load()
-    common = analyse_common(catalog, split_nodes(g.nodes), g.kubevirt)
+    common = list(analyse_common(catalog, split_nodes(g.nodes), g.kubevirt).common_models)
     obsolete = obsolete_models(g.kubevirt.obsolete_cpu_models if g.kubevirt else None)
-    header = {"vm": g.name, "namespace": g.namespace, "sourceNode": s.source_node}
-    context = {"running": s.running, "cpuModel": s.vmi.cpu_model if s.vmi and s.running else
-               (g.vm.cpu_model if g.vm else None), "constraints": constraints_doc(s.spec), "notes": s.spec.notes,
-               "migrations": g.migrations,
-               "events": [{"object": e.name, "reason": e.reason, "message": e.message, "time": e.timestamp}
-                          for e in g.events]}
+    fix = lambda target: suggestion(catalog, g, s, target, common, obsolete)  # noqa: E731
+    doc: Dict[str, Any] = {"vm": g.name, "namespace": g.namespace, "sourceNode": s.source_node}
     if args.node:
-        target = next(n for n in g.nodes if n.name == args.node)
-        reasons = evaluate(s, target)
-        ok = is_migratable(s, reasons)
-        doc = dict(header, targetNode=target.name, migratable=ok, reasons=reasons_doc(reasons),
-                   suggestion=suggestion(catalog, g, s, target, reasons, list(common.common_models), obsolete),
-                   **context)
-        text = render_single(doc, fmt == "wide")
+        part, ok = single_document(s, next(n for n in g.nodes if n.name == args.node), fix)
     else:
-        rows = []
-        for node in sorted(g.nodes, key=lambda n: n.name):
-            if node.name == s.source_node:
-                continue
-            reasons = evaluate(s, node)
-            rows.append({"name": node.name, "migratable": is_migratable(s, reasons), "reasons": reasons_doc(reasons),
-                         "_brief": brief(reasons)})
-        ok = any(r["migratable"] for r in rows)
-        doc = dict(header, nodes=rows, **context)
-        text = render_all(doc)
-        for r in rows:
-            r.pop("_brief")
-    env.write(structured(doc, fmt) if fmt in ("json", "yaml") else text)
-    if args.exit_code and not ok:
-        return ExitCode.BLOCKED
-    return ExitCode.OK
+        part, briefs, ok = all_nodes_document(s, g.nodes, fix)
+    doc.update(part)
+    doc.update(context_document(g, s))
+    if fmt in ("json", "yaml"):
+        env.write(structured(doc, fmt))
+    else:
+        env.write(render_single(doc, fmt == "wide") if args.node else render_all(doc, briefs))
+    return ExitCode.BLOCKED if args.exit_code and not ok else ExitCode.OK
+
+
+def context_document(g: Gathered, s: Situation) -> Dict[str, Any]:
+    """What explains the verdicts: the VM's model, the predicted constraints, migrations, events."""
+    model_now = s.vmi.cpu_model if s.vmi and s.running else (g.vm.cpu_model if g.vm else None)
+    return {"running": s.running, "cpuModel": model_now, "constraints": constraints_doc(s.spec),
+            "notes": s.spec.notes, "migrations": g.migrations,
+            "events": [{"object": e.name, "reason": e.reason, "message": e.message, "time": e.timestamp}
+                       for e in g.events]}
 
 
 def _context_text(doc: Dict[str, Any]) -> str:
@@ -243,16 +251,22 @@ def render_single(doc: Dict[str, Any], wide: bool = False) -> str:
     if doc["reasons"]:
         rows = [[r["category"], r["key"] or "-", r["message"] if wide else _why(r["message"])] for r in doc["reasons"]]
         out.append(section("\nReasons:", table(["CATEGORY", "KEY", "MESSAGE" if wide else "WHY"], rows)))
-    if doc["suggestion"]:
-        sug = doc["suggestion"]
-        out.append("\nFix: give the VM a named CPU model both nodes support: %s\n     %s\n" % (sug["command"], sug["note"]))
+    out.append(_fix_text(doc))
     ctx = _context_text(doc)
     return "".join(out) + ("\n" + ctx if ctx else "")
 
 
-def render_all(doc: Dict[str, Any]) -> str:
+def _fix_text(doc: Dict[str, Any]) -> str:
+    sug = doc.get("suggestion")
+    if not sug:
+        return ""
+    return "\nFix: give the VM a named CPU model the nodes support: %s\n     %s\n" % (sug["command"], sug["note"])
+
+
+def render_all(doc: Dict[str, Any], briefs: List[str]) -> str:
     out = [_vm_line(doc)]
-    rows = [[n["name"], "✓" if n["migratable"] else "✗", n["_brief"] or "-"] for n in doc["nodes"]]
+    rows = [[n["name"], "✓" if n["migratable"] else "✗", b or "-"] for n, b in zip(doc["nodes"], briefs)]
     out.append(table(["NODE", "MIGRATABLE", "REASONS"], rows) if rows else "no other nodes\n")
+    out.append(_fix_text(doc))
     ctx = _context_text(doc)
     return "".join(out) + ("\n" + ctx if ctx else "")

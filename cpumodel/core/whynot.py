@@ -132,13 +132,15 @@ def is_migratable(s: Situation, reasons: Sequence[Reason]) -> bool:
     return s.running and not reasons
 
 
-def suggest_model(catalog: Catalog, source: Optional[Node], target: Node, common: Sequence[str],
+def suggest_model(catalog: Catalog, nodes: Sequence[Optional[Node]], common: Sequence[str],
                   obsolete: frozenset) -> Optional[str]:
-    """A named model both nodes label usable, preferring the cluster-wide common answer (best first)."""
-    usable = set(L.node_cpu(target.labels).models)
-    if source is not None:
-        usable &= L.node_cpu(source.labels).models
-    usable -= obsolete
+    """A named model all the given nodes label usable, preferring the cluster-wide common answer (best first)."""
+    usable: Optional[set] = None
+    for node in nodes:
+        if node is not None:
+            models = L.node_cpu(node.labels).models
+            usable = set(models) if usable is None else usable & models
+    usable = (usable or set()) - obsolete
     for model in common:
         if model in usable:
             return model
