@@ -135,8 +135,8 @@ def suggestion(catalog: Catalog, g: Gathered, s: Situation, target: Optional[mod
     """A named model for the VM that the source, the target (or every node) and ideally all VM-capable nodes offer."""
     source = next((n for n in g.nodes if n.name == s.source_node), None)
     best = suggest_model(catalog, [source, target], common, obsolete)
-    if best is None:
-        return None
+    if best is None or (s.vmi is not None and s.running and best == s.vmi.cpu_model):
+        return None  # nothing usable, or the model the VM already has
     command = "kubectl cpumodel set vm/%s %s -n %s" % (g.name, best, g.namespace)
     everywhere = " and on every VM-capable node" if best in common else ""
     where = " and ".join(n for n in (s.source_node, target.name if target else None) if n) or "the nodes"
@@ -172,7 +172,9 @@ def single_document(s: Situation, target: model.Node, fix) -> Tuple[Dict[str, An
             "suggestion": fix(target) if needs_cpu_fix(reasons) else None}, ok
 
 
-def all_nodes_document(s: Situation, nodes: List[model.Node], fix) -> Tuple[Dict[str, Any], List[str], bool]:
+def all_nodes_document(s: Situation, nodes: List[model.Node], capable: set, fix
+                       ) -> Tuple[Dict[str, Any], List[str], bool]:
+    """Every node but the source; a fix is offered when CPU constraints block a VM-capable node."""
     rows, briefs = [], []
     for node in sorted(nodes, key=lambda n: n.name):
         if node.name == s.source_node:
@@ -180,7 +182,8 @@ def all_nodes_document(s: Situation, nodes: List[model.Node], fix) -> Tuple[Dict
         reasons = evaluate(s, node)
         rows.append({"name": node.name, "migratable": is_migratable(s, reasons), "reasons": reasons_doc(reasons)})
         briefs.append(brief(reasons))
-    blocked_by_cpu = any(needs_cpu_fix([Reason(**r) for r in row["reasons"]]) for row in rows)
+    blocked_by_cpu = any(needs_cpu_fix([Reason(**r) for r in row["reasons"]]) for row in rows
+                         if row["name"] in capable)
     return {"nodes": rows, "suggestion": fix(None) if blocked_by_cpu else None}, briefs, \
         any(r["migratable"] for r in rows)
 
@@ -190,14 +193,15 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     g = gather(ClusterReader(open_source(args, env)), args.vm, args.node)
     s = situation(g)
     catalog = Catalog.load()
-    common = list(analyse_common(catalog, split_nodes(g.nodes), g.kubevirt).common_models)
+    analysis = analyse_common(catalog, split_nodes(g.nodes), g.kubevirt)
+    common = list(analysis.common_models)
     obsolete = obsolete_models(g.kubevirt.obsolete_cpu_models if g.kubevirt else None)
     fix = lambda target: suggestion(catalog, g, s, target, common, obsolete)  # noqa: E731
     doc: Dict[str, Any] = {"vm": g.name, "namespace": g.namespace, "sourceNode": s.source_node}
     if args.node:
         part, ok = single_document(s, next(n for n in g.nodes if n.name == args.node), fix)
     else:
-        part, briefs, ok = all_nodes_document(s, g.nodes, fix)
+        part, briefs, ok = all_nodes_document(s, g.nodes, set(analysis.nodes), fix)
     doc.update(part)
     doc.update(context_document(g, s))
     if fmt in ("json", "yaml"):
