@@ -24,7 +24,6 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-import generate  # noqa: E402
 from conftest import kubectl_binary, write_kubeconfig  # noqa: E402
 
 LAUNCHER = os.path.join(ROOT, "kubectl-cpumodel")

@@ -11,7 +11,7 @@ import sys
 from typing import List, Mapping, Optional, TextIO
 
 from cpumodel.errors import CpuModelError, ExitCode, UsageError
-from cpumodel.parser import COMMANDS, GLOBAL_DEFAULTS, build_manpage_parser, build_parser  # noqa: F401
+from cpumodel.parser import COMMANDS, GLOBAL_DEFAULTS, build_parser
 
 
 def program_name(argv0: str) -> str:

@@ -3,7 +3,7 @@ import json
 import sys
 import zipfile
 
-from conftest import BUNDLE, DEMO, LAUNCHER, run_cli, run_json, inproc
+from conftest import BUNDLE, DEMO, inproc, run_cli, run_json
 
 
 def test_common_on_demo_snapshot_recommends_the_skylake_baseline():

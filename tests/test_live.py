@@ -1,5 +1,4 @@
 """The live source against the fake API server: kubeconfig handling, requests, errors."""
-import json
 import os
 
 import pytest
@@ -29,7 +28,6 @@ def test_metadata_only_falls_back_to_full_objects(live_env, fake):
 
 
 def test_paging_follows_continue_and_restarts_on_410(live_env, fake, monkeypatch):
-    from fakekube import FakeKube
     from builders import cpu_node
 
     for i in range(620):

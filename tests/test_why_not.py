@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from builders import cpu_node, kubevirt, launcher, node, vm, vmi
-from conftest import DEMO, base_env, run_cli, run_json, write_kubeconfig
+from conftest import DEMO, run_cli, run_json
 
 BASE = {"kubernetes.io/arch": "amd64", "kubevirt.io/schedulable": "true", "cpu-vendor.node.kubevirt.io/Intel": "true",
         "machine-type.node.kubevirt.io/pc-q35-9.2": "true"}

@@ -14,7 +14,6 @@ Usage: python tools/gen_demo.py [FIXTURES_DIR]
 """
 import copy
 import io
-import json
 import os
 import sys
 import zipfile

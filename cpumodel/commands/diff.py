@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from cpumodel.commands.context import Environment, open_source, output_format
 from cpumodel.core.diff import Matrix, PairDiff, diff_matrix, diff_pair

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from cpumodel.commands.context import Environment, open_source, output_format
@@ -82,7 +82,6 @@ class Change:
     name: str
     path: Tuple[str, ...]
     label: str  # what the output line calls the field
-    results: List[Dict[str, Any]] = field(default_factory=list)
 
 
 def _suffix(dry_run: str) -> str:

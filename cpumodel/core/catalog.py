@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence
+from typing import Dict, FrozenSet, Iterable, List, Optional
 
 _VERSIONED = re.compile(r"-v\d+$")
 DATA_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "cpu_catalog.json")
@@ -103,11 +103,6 @@ class Catalog:
             key = self._features[name] if self.knows(name) else ("unknown", name)
             classes.setdefault(key, []).append(name)
         return sorted(classes.values(), key=lambda c: self.sort_key(c[0]))
-
-    def missing_features(self, wanted: str, have: Sequence[str]) -> FrozenSet[str]:
-        """Features of `wanted` that none of the models in `have` offers."""
-        offered = frozenset().union(*(self.features(h) for h in have)) if have else frozenset()
-        return self.features(wanted) - offered
 
 
 def obsolete_models(configured: Optional[frozenset]) -> frozenset:

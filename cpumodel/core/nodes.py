@@ -29,9 +29,6 @@ class NodeSet:
     def cordoned(self) -> List[str]:
         return [n.name for n in self.capable if n.node.unschedulable]
 
-    def by_name(self) -> Dict[str, VmNode]:
-        return {n.name: n for n in self.capable}
-
 
 def exclusion_reason(node: Node, cpu: NodeCpu) -> Optional[str]:
     """Why a node cannot host VMs, or None. Cordoned nodes are not excluded: they come back."""

@@ -11,14 +11,9 @@
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 from cpumodel.model import Node, Requirement, SelectorTerm, Taint, Toleration
-
-
-def unmatched_selector_keys(selector: Mapping[str, str], labels: Mapping[str, str]) -> List[str]:
-    """Keys of a nodeSelector the node's labels do not satisfy, sorted."""
-    return sorted(k for k, v in selector.items() if labels.get(k) != v)
 
 
 def requirement_matches(req: Requirement, node: Node) -> bool:

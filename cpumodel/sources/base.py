@@ -6,9 +6,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional
 
-#: How much of each object a list needs: "full" objects, "metadata" only (labels), or
-#: "status": metadata plus node readiness and cordon (kube-apiserver's Table printing).
-VIEWS = ("full", "metadata", "status")
 Keep = Optional[Callable[[Dict[str, Any]], Any]]
 
 from cpumodel.errors import UsageError
@@ -24,7 +21,11 @@ class Source:
 
     def list(self, resource: Resource, namespace: Optional[str] = None, label_selector: Optional[str] = None,
              field_selector: Optional[str] = None, view: str = "full", keep: Keep = None) -> List[Any]:
-        """Objects of a type; `keep` turns each raw item into what the caller holds on to, page by page."""
+        """Objects of a type; `keep` turns each raw item into what the caller holds on to, page by page.
+
+        `view` is how much of each object is needed: "full" objects, "metadata" only (labels),
+        or "status": metadata plus node readiness and cordon (kube-apiserver's Table printing).
+        Offline sources always hold full objects."""
         raise NotImplementedError
 
     def get(self, resource: Resource, namespace: Optional[str], name: str) -> Dict[str, Any]:

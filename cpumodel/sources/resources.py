@@ -52,5 +52,3 @@ KUBEVIRTS = Resource("kubevirts", "kubevirt.io", "v1", "KubeVirt", True)
 MANAGEDCHARTS = Resource("managedcharts", "management.cattle.io", "v3", "ManagedChart", True)
 VM_RESTART = "restart"  # subresources.kubevirt.io/v1 virtualmachines/{name}/restart
 SUBRESOURCES_GROUP_VERSION = "subresources.kubevirt.io/v1"
-
-ALL = (NODES, NAMESPACES, PODS, EVENTS, VMS, VMIS, VMIMS, KUBEVIRTS, MANAGEDCHARTS)
