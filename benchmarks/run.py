@@ -56,6 +56,7 @@ sys.path[:0] = [%r, %r]
 import generate
 from fakekube import FakeKube, serve
 api = FakeKube(gzip_enabled=True, metadata_lists=True)
+api.cache_responses = True
 for obj in generate.cluster(%d, %d):
     api.add(obj, copy_object=False)
 server, url = serve(api)

@@ -180,6 +180,11 @@ class FakeKube:
         self._by_type: Dict[tuple, tuple] = {}
         self._writes = 0  # bumped by every stored change, so cached listings go stale
         self.expire_continue = 0  # answer the next N continue tokens with 410 Gone
+        self.last_rv = 999
+        # Benchmarks only: keep each encoded (and gzipped) GET response until the store changes, as a
+        # server written in Go would spend next to nothing there; the client work is what is measured.
+        self.cache_responses = False
+        self._responses: Dict[tuple, tuple] = {}
         self.on_patch = None  # hook(obj) run before a patch is applied: tests simulate a concurrent writer
         for obj in objects or []:
             self.add(obj)
@@ -192,13 +197,17 @@ class FakeKube:
         meta = obj.setdefault("metadata", {})
         meta.setdefault("uid", "uid-%s" % meta["name"])
         meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
-        meta["resourceVersion"] = str(next(self.rv))
+        meta["resourceVersion"] = self._next_rv()
         namespaced = RESOURCES[(g, v, plural)][1]
         ns = meta.setdefault("namespace", "default") if namespaced else ""
         with self.lock:
             self.store[(g, v, plural, ns, meta["name"])] = obj
             self._writes += 1
         return obj
+
+    def _next_rv(self) -> str:
+        self.last_rv = next(self.rv)
+        return str(self.last_rv)
 
     def get_object(self, group: str, plural: str, namespace: str, name: str) -> Optional[dict]:
         with self.lock:
@@ -295,7 +304,7 @@ class FakeKube:
         with self.lock:
             # Stored objects are replaced, never edited, so lists can share them (and their encodings).
             items = [o for ons, o in self._sorted(key) if not namespaced or ns is None or ons == ns]
-            list_rv = str(next(self.rv))
+            list_rv = str(self.last_rv)  # a read returns the store's revision; it does not advance it
         if query.get("labelSelector"):
             items = [o for o in items if labels_match(query["labelSelector"], o["metadata"].get("labels") or {})]
         if query.get("fieldSelector"):
@@ -374,7 +383,7 @@ class FakeKube:
             if self.on_patch:
                 hook, self.on_patch = self.on_patch, None
                 hook(current)
-                current["metadata"]["resourceVersion"] = str(next(self.rv))
+                current["metadata"]["resourceVersion"] = self._next_rv()
                 self._writes += 1
             try:
                 patch = json.loads(body or b"null")
@@ -397,7 +406,7 @@ class FakeKube:
                                 "application/merge-patch+json, application/apply-patch+yaml")
             else:
                 raise ApiStatus(415, "UnsupportedMediaType", "unsupported patch type %s" % ctype)
-            updated["metadata"]["resourceVersion"] = str(next(self.rv))
+            updated["metadata"]["resourceVersion"] = self._next_rv()
             if query.get("dryRun") != "All":
                 self.store[key + (ns, name)] = updated
                 self._writes += 1
@@ -426,6 +435,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, json.dumps({"count": len(self.fake.requests)}).encode(), {}, headers)
         self.fake.requests.append({"method": self.command, "path": url.path, "query": query, "headers": headers,
                                    "body": body.decode("utf-8", "replace")})
+        cache_key = (self.command, self.path, headers.get("accept"), headers.get("accept-encoding"), self.fake._writes)
+        if self.fake.cache_responses and self.command == "GET" and cache_key in self.fake._responses:
+            return self._send(*self.fake._responses[cache_key], headers=headers)
         extra: Dict[str, str] = {}
         try:
             status, payload, extra = self.fake.handle(self.command, url.path, query, headers, body)
@@ -434,14 +446,17 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # never drop the connection
             status, payload = 500, ApiStatus(500, "InternalError", "fake: %r" % exc).body()
         data = payload if isinstance(payload, Raw) else json.dumps(payload).encode()
+        gzipped = self.fake.gzip_enabled and "gzip" in headers.get("accept-encoding", "") and len(data) > 128
+        if gzipped:
+            data = gzip.compress(data, compresslevel=1)  # kube-apiserver uses the fastest level too
+            extra = dict(extra, **{"Content-Encoding": "gzip"})
+        if self.fake.cache_responses and self.command == "GET" and status == 200:
+            self.fake._responses[cache_key] = (status, data, extra)
         self._send(status, data, extra, headers)
 
     def _send(self, status: int, data: bytes, extra: Dict[str, str], headers: Dict[str, str]) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
-        if self.fake.gzip_enabled and "gzip" in headers.get("accept-encoding", "") and len(data) > 128:
-            data = gzip.compress(data, compresslevel=1)
-            self.send_header("Content-Encoding", "gzip")
         for k, v in extra.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
