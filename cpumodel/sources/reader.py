@@ -89,9 +89,8 @@ class ClusterReader:
         return sorted(pods, key=lambda p: (p.created, p.name), reverse=True)
 
     def migrations(self, namespace: str, vmi_name: str) -> List[model.Migration]:
+        # KubeVirt's VMIM mutating webhook labels every migration with its VMI (MigrationSelectorLabel).
         found = self.source.list(r.VMIMS, namespace, label_selector="kubevirt.io/vmi-name=%s" % vmi_name)
-        if not found:  # migrations created without the label still name the VMI in their spec
-            found = [m for m in self.source.list(r.VMIMS, namespace) if (m.get("spec") or {}).get("vmiName") == vmi_name]
         return sorted((model.parse_migration(m) for m in found), key=lambda m: (m.created, m.name))
 
     def migration_pods(self, namespace: str, migration_uid: str) -> List[model.Pod]:
