@@ -249,3 +249,18 @@ def test_archive_runs_on_python_3_9(release, tmp_path):
         ran = subprocess.run([python39, "-S", str(store / "kubectl-cpumodel")] + args, capture_output=True,
                              text=True, env=env)
         assert ran.returncode == 0, ran.stderr
+
+
+def test_pip_install_on_python_3_9_gives_both_scripts_and_the_man_page(tmp_path):
+    python39 = oldest_python()
+    if not python39:
+        pytest.skip("no Python 3.9 interpreter on this machine")
+    venv = tmp_path / "venv39"
+    subprocess.run([python39, "-m", "venv", str(venv)], check=True)
+    installed = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", ROOT], capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    assert (venv / "share" / "man" / "man1" / "kubectl-cpumodel.1").exists()
+    assert (venv / "bin" / "kubectl_complete-cpumodel").exists()
+    ran = subprocess.run([str(venv / "bin" / "kubectl-cpumodel"), "common", "-f", DEMO, "-o", "json"],
+                         capture_output=True, text=True)
+    assert ran.returncode == 0 and '"recommended": "Skylake-Server-IBRS"' in ran.stdout, ran.stderr
