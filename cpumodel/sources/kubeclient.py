@@ -102,6 +102,8 @@ def build_configuration(choice: KubeconfigChoice):
             config.load_kube_config_from_dict(choice.config, context=choice.context,
                                               client_configuration=configuration, persist_config=False)
     except (ConfigException, OSError, ValueError, KeyError, TypeError) as exc:
+        if choice.in_cluster:
+            raise SourceError("no kubeconfig, and the in-cluster service account is not usable: %s" % exc)
         raise SourceError("invalid kubeconfig for context %s: %s" % (choice.context, exc))
     # The client's urllib3 retries would turn one --request-timeout into four; we retry ourselves.
     configuration.retries = False
