@@ -250,3 +250,22 @@ def test_all_nodes_form_suggests_the_common_model_when_cpu_blocks():
     assert not any(n["migratable"] for n in doc["nodes"])
     app = run_json(["why-not", "vm/app-1", "-n", "prod", "-f", DEMO], offline=True)
     assert app["suggestion"] is None  # a named model already; only cordon/taint/witness block some nodes
+
+
+def test_warns_when_the_scheduler_allows_what_libvirt_would_refuse(tmp_path):
+    """KubeVirt >= 1.8 labels every known model for migration: the selector can pass on an older CPU."""
+    clx = cpu_node("clx", "Cascadelake-Server", ["Cascadelake-Server"])
+    skx = cpu_node("skx", "Skylake-Server-IBRS", ["Skylake-Server-IBRS"])
+    twin = cpu_node("clx-2", "Cascadelake-Server", ["Cascadelake-Server"])
+    the_vmi = vmi("hm", "clx")
+    objs = [clx, skx, twin, kubevirt("v1.8.4"), vm("hm"), the_vmi, launcher(the_vmi, {})]
+    doc = why(tmp_path, objs, "vm/hm", "skx")
+    assert doc["migratable"] is True and doc["reasons"] == []  # what the scheduler decides
+    assert len(doc["warnings"]) == 1 and "avx512vnni" in doc["warnings"][0] and "Cascadelake-Server" in doc["warnings"][0]
+    assert doc["suggestion"]["model"] == "Skylake-Server-IBRS"
+    assert why(tmp_path, objs, "vm/hm", "clx-2")["warnings"] == []
+    passthrough = vmi("pt", "clx", model="host-passthrough")
+    objs = [clx, skx, twin, kubevirt("v1.8.4"), vm("pt", model="host-passthrough"), passthrough, launcher(passthrough, {})]
+    pt = why(tmp_path, objs, "vm/pt", "skx")
+    assert pt["migratable"] is True and "host-passthrough" in pt["warnings"][0]
+    assert why(tmp_path, objs, "vm/pt", "clx-2")["warnings"] == []

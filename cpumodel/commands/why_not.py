@@ -11,7 +11,8 @@ from cpumodel.core.catalog import Catalog, obsolete_models
 from cpumodel.core.common import analyse_common
 from cpumodel.core.nodes import split_nodes
 from cpumodel.core.target import HOST_MODEL, TargetSpec, fresh_start, migration_target
-from cpumodel.core.whynot import Reason, Situation, evaluate, is_migratable, needs_cpu_fix, suggest_model
+from cpumodel.core.whynot import (Reason, Situation, evaluate, is_migratable, libvirt_warnings, needs_cpu_fix,
+                                   suggest_model)
 from cpumodel.errors import ExitCode, NotFound, UsageError
 from cpumodel.output.render import brief_list, section, structured, table
 from cpumodel.sources.reader import ClusterReader
@@ -165,14 +166,15 @@ def brief(reasons: List[Reason]) -> str:
     return "; ".join(parts)
 
 
-def single_document(s: Situation, target: model.Node, fix) -> Tuple[Dict[str, Any], bool]:
+def single_document(s: Situation, target: model.Node, fix, warn) -> Tuple[Dict[str, Any], bool]:
     reasons = evaluate(s, target)
     ok = is_migratable(s, reasons)
-    return {"targetNode": target.name, "migratable": ok, "reasons": reasons_doc(reasons),
-            "suggestion": fix(target) if needs_cpu_fix(reasons) else None}, ok
+    warnings = warn(target) if ok else []
+    return {"targetNode": target.name, "migratable": ok, "reasons": reasons_doc(reasons), "warnings": warnings,
+            "suggestion": fix(target) if needs_cpu_fix(reasons) or warnings else None}, ok
 
 
-def all_nodes_document(s: Situation, nodes: List[model.Node], capable: set, fix
+def all_nodes_document(s: Situation, nodes: List[model.Node], capable: set, fix, warn
                        ) -> Tuple[Dict[str, Any], List[str], bool]:
     """Every node but the source; a fix is offered when CPU constraints block a VM-capable node."""
     rows, briefs = [], []
@@ -180,8 +182,10 @@ def all_nodes_document(s: Situation, nodes: List[model.Node], capable: set, fix
         if node.name == s.source_node:
             continue
         reasons = evaluate(s, node)
-        rows.append({"name": node.name, "migratable": is_migratable(s, reasons), "reasons": reasons_doc(reasons)})
-        briefs.append(brief(reasons))
+        ok = is_migratable(s, reasons)
+        warnings = warn(node) if ok else []
+        rows.append({"name": node.name, "migratable": ok, "reasons": reasons_doc(reasons), "warnings": warnings})
+        briefs.append(brief(reasons) or ("warning: libvirt may refuse (see -o json)" if warnings else ""))
     blocked_by_cpu = any(needs_cpu_fix([Reason(**r) for r in row["reasons"]]) for row in rows
                          if row["name"] in capable)
     return {"nodes": rows, "suggestion": fix(None) if blocked_by_cpu else None}, briefs, \
@@ -197,11 +201,13 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     common = list(analysis.common_models)
     obsolete = obsolete_models(g.kubevirt.obsolete_cpu_models if g.kubevirt else None)
     fix = lambda target: suggestion(catalog, g, s, target, common, obsolete)  # noqa: E731
+    source = next((n for n in g.nodes if n.name == s.source_node), None)
+    warn = lambda target: libvirt_warnings(catalog, s, source, target)  # noqa: E731
     doc: Dict[str, Any] = {"vm": g.name, "namespace": g.namespace, "sourceNode": s.source_node}
     if args.node:
-        part, ok = single_document(s, next(n for n in g.nodes if n.name == args.node), fix)
+        part, ok = single_document(s, next(n for n in g.nodes if n.name == args.node), fix, warn)
     else:
-        part, briefs, ok = all_nodes_document(s, g.nodes, set(analysis.nodes), fix)
+        part, briefs, ok = all_nodes_document(s, g.nodes, set(analysis.nodes), fix, warn)
     doc.update(part)
     doc.update(context_document(g, s))
     if fmt in ("json", "yaml"):
@@ -252,6 +258,8 @@ def render_single(doc: Dict[str, Any], wide: bool = False) -> str:
     if not doc["running"]:
         verdict = "✗ nothing to migrate (not running)"
     out.append("Target %s: %s\n" % (doc["targetNode"], verdict))
+    for warning in doc["warnings"]:
+        out.append("Warning: %s\n" % warning)
     if doc["reasons"]:
         rows = [[r["category"], r["key"] or "-", r["message"] if wide else _why(r["message"])] for r in doc["reasons"]]
         out.append(section("\nReasons:", table(["CATEGORY", "KEY", "MESSAGE" if wide else "WHY"], rows)))

@@ -152,3 +152,41 @@ def suggest_model(catalog: Catalog, nodes: Sequence[Optional[Node]], common: Seq
 def needs_cpu_fix(reasons: Sequence[Reason]) -> bool:
     return any(r.category in CPU_CATEGORIES and (r.category != "node-affinity" or (r.key or "").startswith(
         (L.CPU_FEATURE, L.OBSOLETE_HOST_MODEL))) for r in reasons)
+
+
+def libvirt_warnings(catalog: Catalog, s: Situation, source: Optional[Node], target: Node) -> List[str]:
+    """What the scheduler lets through but libvirt on the target would likely refuse.
+
+    Scheduling checks only the selector keys (§3.2); with KubeVirt >= 1.8 every node
+    carries `cpu-model-migration.*` for every known model, so a host-model VM can be
+    placed on a CPU that lacks base features of its host model, and the migration then
+    fails in libvirt with "guest CPU doesn't match specification: missing features".
+    host-passthrough needs an identical CPU (spec §3.3).
+    """
+    if not s.running or s.vmi is None:
+        return []
+    target_cpu = L.node_cpu(target.labels)
+    if not target_cpu.features:
+        return []
+    if s.vmi.cpu_model == "host-passthrough":
+        source_cpu = L.node_cpu(source.labels) if source is not None else None
+        if source_cpu is None or source_cpu.features == target_cpu.features:
+            return []
+        return ["host-passthrough: libvirt needs the same CPU on both nodes; %s offers different CPU features "
+                "than %s (%s)" % (target.name, source.name, _difference(source_cpu.features, target_cpu.features))]
+    models = [k[len(L.CPU_MODEL_MIGRATION):] for k in s.spec.node_selector if k.startswith(L.CPU_MODEL_MIGRATION)]
+    if s.vmi.cpu_model != "host-model" or not models or not catalog.knows(models[0]):
+        return []
+    missing = sorted(catalog.features(models[0]) - target_cpu.features
+                     - {k[len(L.CPU_FEATURE):] for k in s.spec.node_selector if k.startswith(L.CPU_FEATURE)})
+    if not missing:
+        return []
+    return ["the scheduler would allow it, but %s's CPU lacks %s of host model %s; libvirt would likely fail the "
+            "migration with \"missing features\"" % (target.name, ", ".join(missing), models[0])]
+
+
+def _difference(a: frozenset, b: frozenset) -> str:
+    only_a, only_b = sorted(a - b), sorted(b - a)
+    parts = ["missing " + ", ".join(only_a[:6]) + (" …" if len(only_a) > 6 else "")] if only_a else []
+    parts += ["extra " + ", ".join(only_b[:6]) + (" …" if len(only_b) > 6 else "")] if only_b else []
+    return "; ".join(parts)
