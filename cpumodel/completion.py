@@ -68,12 +68,13 @@ def _reader(values):
     import os
 
     from cpumodel.commands.context import Environment, open_source
+    from cpumodel.parser import GLOBAL_DEFAULTS
     from cpumodel.sources.reader import ClusterReader
 
     last = lambda flag, alt=None: (values.get(flag) or values.get(alt) or [None])[-1]  # noqa: E731
-    args = argparse.Namespace(filename=values.get("-f") or values.get("--filename"), kubeconfig=last("--kubeconfig"),
-                              context=last("--context"), namespace=last("-n", "--namespace"), request_timeout="5s",
-                              v=0)
+    args = argparse.Namespace(**dict(GLOBAL_DEFAULTS, filename=values.get("-f") or values.get("--filename"),
+                                     kubeconfig=last("--kubeconfig"), context=last("--context"),
+                                     namespace=last("-n", "--namespace"), request_timeout="5s"))
     env = Environment(stdout=io.StringIO(), stderr=io.StringIO(), env=dict(os.environ))
     return ClusterReader(open_source(args, env))
 

@@ -112,6 +112,11 @@ class VirtualMachineInstance:
     launch_security: Tuple[str, ...]
     conditions: Tuple[Condition, ...]
 
+    @property
+    def running(self) -> bool:
+        """Running on a node: the only state in which there is something to migrate."""
+        return self.phase == "Running" and bool(self.node_name)
+
     def condition(self, ctype: str) -> Optional[Condition]:
         return next((c for c in self.conditions if c.type == ctype), None)
 

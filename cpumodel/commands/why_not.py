@@ -88,8 +88,7 @@ def gather(reader: ClusterReader, ref: str, node_name: Optional[str]) -> Gathere
     nodes = reader.nodes()
     if node_name and node_name not in {n.name for n in nodes}:
         reader.node(node_name)  # raises a clean not-found error
-    running = vmi is not None and vmi.phase == "Running" and vmi.node_name
-    pod = current_pod(reader, vmi) if running else None
+    pod = current_pod(reader, vmi) if vmi is not None and vmi.running else None
     migrations, events = [], []
     if vmi is not None:
         recent = [m for m in reader.migrations(namespace, vmi.name) if m.phase != "Succeeded"][-MIGRATIONS_SHOWN:]
@@ -116,8 +115,7 @@ def template_vmi(vm: model.VirtualMachine, kubevirt: Optional[model.KubeVirtConf
 
 def situation(g: Gathered) -> Situation:
     nodes = {n.name: n for n in g.nodes}
-    running = bool(g.vmi is not None and g.vmi.phase == "Running" and g.vmi.node_name)
-    if running:
+    if g.vmi is not None and g.vmi.running:
         source = nodes.get(g.vmi.node_name)  # type: ignore[union-attr]
         spec = migration_target(g.vmi, g.vm, g.kubevirt, g.pod, source)  # type: ignore[arg-type]
         return Situation(g.name, True, g.vmi.node_name, g.vmi, spec)  # type: ignore[union-attr]

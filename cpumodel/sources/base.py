@@ -39,6 +39,3 @@ class Source:
                         group_version: str) -> None:
         raise UsageError("this source is read-only: writes need a live cluster (drop -f)")
 
-    @property
-    def request_count(self) -> int:
-        return 0

@@ -44,9 +44,6 @@ class LiveSource(Source):
         self.namespace = namespace or choice.namespace
         self.namespace_explicit = namespace is not None
 
-    @property
-    def request_count(self) -> int:
-        return self.client.requests
 
     def list(self, resource: Resource, namespace: Optional[str] = None, label_selector: Optional[str] = None,
              field_selector: Optional[str] = None, view: str = "full", keep: Keep = None) -> List[Any]:
