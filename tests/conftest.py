@@ -14,13 +14,24 @@ import pytest
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
-SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+# Public reference data from other projects (libvirt's cpu_map, real KubeVirt captures) lies
+# beside the repository in CI; it is never copied in. Tests that compare against it skip without it.
+SHARED = os.environ.get("CPUMODEL_REFERENCE_DATA") or os.path.join(os.path.dirname(ROOT), "shared")
 DEMO = os.path.join(ROOT, "examples", "demo-cluster")
 BUNDLE = os.path.join(ROOT, "examples", "supportbundle_demo.zip")
 LAUNCHER = os.path.join(ROOT, "kubectl-cpumodel")
 sys.path.insert(0, TESTS)
 
 from fakekube import FakeKube, load_yaml_objects, serve  # noqa: E402
+
+
+def reference_data(*parts: str) -> str:
+    """A path inside the reference data, or a skip that says why the comparison cannot run."""
+    path = os.path.join(SHARED, *parts)
+    if not os.path.exists(path):
+        pytest.skip("reference data %s is not here (it lies beside the repository in CI, or set "
+                    "CPUMODEL_REFERENCE_DATA): nothing to compare against" % os.path.join(*parts))
+    return path
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from builders import cpu_node, kubevirt, node
-from conftest import SHARED
+from conftest import reference_data
 from cpumodel import model
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.common import analyse_common
@@ -15,11 +15,8 @@ from cpumodel.core.selectors import failing_requirements, requirement_matches, u
 from cpumodel.model import Requirement, SelectorTerm, Taint, Toleration
 
 CATALOG = Catalog.load()
-FIXTURES = os.path.join(SHARED, "fixtures")
-
-
 def fixture_labels(name):
-    with open(os.path.join(FIXTURES, name), encoding="utf-8") as fh:
+    with open(reference_data("fixtures", name), encoding="utf-8") as fh:
         return yaml.safe_load(fh)["metadata"]["labels"]
 
 

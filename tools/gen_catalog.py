@@ -2,10 +2,13 @@
 """Generate cpumodel/data/cpu_catalog.json from libvirt's x86 cpu_map XML.
 
 Usage: python tools/gen_catalog.py [CPU_MAP_DIR] [OUTPUT]
-  CPU_MAP_DIR defaults to ../shared/cpu_map (beside the repository),
+  CPU_MAP_DIR: libvirt's src/cpu_map folder (index.xml, x86_*.xml); else the
+  CPUMODEL_CPU_MAP environment variable; else ../shared/cpu_map beside the
+  repository, where the project's reference data lives. The tool stops with
+  one line when none of them exists.
   OUTPUT defaults to cpumodel/data/cpu_catalog.json.
 
-Resolution follows spec/cpu-catalog.md §1.5: an ancestor copies only its
+Resolution (docs/cpu-catalog.md): an ancestor copies only its
 resolved feature set (never its removed/added lists), `removed='yes'` and
 `added='yes'` features are not part of the model, and the ranking view is the
 ISA view (resolved core minus `vmx-*`). The runtime reads only the JSON.
@@ -17,6 +20,7 @@ import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MAP = os.path.join(HERE, "..", "..", "shared", "cpu_map")
+ENV_MAP = "CPUMODEL_CPU_MAP"
 DEFAULT_OUT = os.path.join(HERE, "..", "cpumodel", "data", "cpu_catalog.json")
 
 
@@ -100,8 +104,17 @@ def render(catalog):
     return json.dumps(catalog, sort_keys=True, separators=(",", ":")) + "\n"
 
 
-def main(argv):
-    cpu_map_dir = argv[1] if len(argv) > 1 else DEFAULT_MAP
+def cpu_map_location(argv, env):
+    """The cpu_map folder from the command line, the environment or the default; exits if missing."""
+    chosen = argv[1] if len(argv) > 1 else env.get(ENV_MAP) or DEFAULT_MAP
+    if not os.path.isfile(os.path.join(chosen, "index.xml")):
+        raise SystemExit("error: libvirt cpu_map not found at %s (no index.xml): pass CPU_MAP_DIR or set %s"
+                         % (os.path.normpath(chosen), ENV_MAP))
+    return chosen
+
+
+def main(argv, env=os.environ):
+    cpu_map_dir = cpu_map_location(argv, env)
     out = argv[2] if len(argv) > 2 else DEFAULT_OUT
     text = render(build_catalog(cpu_map_dir))
     with open(out, "w", encoding="utf-8") as fh:

@@ -3,14 +3,17 @@
 
 How the node labels are built (so they look like what KubeVirt's node-labeller writes):
 - Each host CPU is a union of libvirt models from the shipped catalog (which is generated
-  from ../shared/cpu_map) plus the host-only features the real Skylake node in
-  ../shared/fixtures requires beyond its host model (`host-model-required-features.*`).
+  from libvirt's cpu_map) plus the host-only features the real Skylake node of
+  KubeVirt's own node-labeller test requires beyond its host model (`host-model-required-features.*`).
 - `cpu-model.*` = every catalog model whose ISA features the host has, minus KubeVirt's
   default obsolete list (QEMU's usability check reduced to feature inclusion).
 - `cpu-model-migration.*` = every known model minus obsolete ones (KubeVirt >= 1.8 rule).
 - `cpu-feature.*` = the host's features; `host-model-required-features.*` = host features
   beyond the host model; vendor, TSC, machine types and Hyper-V labels as in the fixture.
 Usage: python tools/gen_demo.py [FIXTURES_DIR]
+  FIXTURES_DIR holds the real KubeVirt node-label capture named in FIXTURE below;
+  else the CPUMODEL_FIXTURES environment variable; else ../shared/fixtures beside
+  the repository. The tool stops with one line when the capture is missing.
 """
 import copy
 import io
@@ -308,8 +311,19 @@ def write_bundle(objects):
         fh.write(buf.getvalue())
 
 
-def main(argv):
-    fixtures = argv[1] if len(argv) > 1 else os.path.join(ROOT, "..", "shared", "fixtures")
+ENV_FIXTURES = "CPUMODEL_FIXTURES"
+
+
+def fixtures_location(argv, env):
+    chosen = argv[1] if len(argv) > 1 else env.get(ENV_FIXTURES) or os.path.join(ROOT, "..", "shared", "fixtures")
+    if not os.path.isfile(os.path.join(chosen, FIXTURE)):
+        raise SystemExit("error: node-label capture %s not found in %s: pass FIXTURES_DIR or set %s"
+                         % (FIXTURE, os.path.normpath(chosen), ENV_FIXTURES))
+    return chosen
+
+
+def main(argv, env=os.environ):
+    fixtures = fixtures_location(argv, env)
     objects = build(fixtures)
     write_folder(objects)
     write_bundle(objects)

@@ -1,6 +1,6 @@
 """libvirt's x86 CPU models as data, and the order we rank them by.
 
-Ordering law (spec/cpu-catalog.md §8): model A is at least as capable as model B
+Ordering law (docs/cpu-catalog.md): model A is at least as capable as model B
 exactly when A's resolved ISA-view feature set (libvirt core minus `vmx-*`)
 contains B's. This is a partial order on feature sets: reflexive, antisymmetric
 up to equal sets, transitive. Models with equal sets (aliases such as
@@ -106,5 +106,5 @@ class Catalog:
 
 
 def obsolete_models(configured: Optional[frozenset]) -> frozenset:
-    """KubeVirt's rule: a configured obsoleteCPUModels map replaces the default list (§1.4)."""
+    """KubeVirt's rule: a configured obsoleteCPUModels map replaces the default list (kubevirt-rules §1.2)."""
     return DEFAULT_OBSOLETE_CPU_MODELS if configured is None else configured

@@ -2,7 +2,7 @@
 
 Common models are the intersection of the nodes' usable `cpu-model.node.kubevirt.io/*`
 labels (QEMU decided usability per host) minus KubeVirt's obsolete models
-(spec/kubevirt-scheduling.md §1.3-§1.4). The recommendation is the best of them
+(docs/kubevirt-rules.md §1.1-§1.2). The recommendation is the best of them
 under the catalog's feature-superset order (catalog.py states the law).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""KubeVirt's node-label vocabulary (spec/kubevirt-scheduling.md §1) as a typed view.
+"""KubeVirt's node-label vocabulary (docs/kubevirt-rules.md §1) as a typed view.
 
 A node's labels are read once into a NodeCpu; analyses never rescan raw labels.
 Only labels with the value "true" count for the boolean families, because the
@@ -28,7 +28,7 @@ WITNESS = "node-role.harvesterhci.io/witness"
 HOSTNAME = "kubernetes.io/hostname"
 ARCH = "kubernetes.io/arch"
 
-# Single-key labels written by KubeVirt that matter for scheduling (§1.1, §1.6).
+# Single-key labels written by KubeVirt that matter for scheduling (kubevirt-rules §1.1).
 OTHER_KUBEVIRT_KEYS = (
     SCHEDULABLE, "kubevirt.io/cpumanager", "cpumanager", "kubevirt.io/realtime", "kubevirt.io/sev",
     "kubevirt.io/sev-es", "kubevirt.io/sev-snp", "kubevirt.io/s390-pv", "kubevirt.io/tdx",

@@ -25,7 +25,7 @@ class ModelCheck:
 
 
 def check_model(model: str, node_set: NodeSet, require_all: bool) -> ModelCheck:
-    """Validate a model before any write (issue `set` §2, §4).
+    """Validate a model before any write (README, `set`).
 
     A named model must be usable (`cpu-model.node.kubevirt.io/<M>`) on at least one
     VM-capable node -- on all of them for a cluster-wide default.

@@ -1,6 +1,6 @@
 """Turn a command's result document into text: JSON, YAML or a kubectl-style table.
 
-Commands build one plain dict (the `-o json` contract in spec/cli.md) and, for
+Commands build one plain dict (the `-o json` contract in docs/json-contract.md) and, for
 tables, rows; nothing here fetches or decides anything.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 We use the client for what it does well (kubeconfig auth, exec plugins, TLS) and
 read responses as raw JSON into dicts: faster than its generated models and
-indifferent to schema drift (spec/performance.md). Pinned to kubernetes 35.x,
+indifferent to schema drift. Pinned to kubernetes 35.x,
 whose dependency tree is pure Python and whose `call_api` signature is the
 classic one; 37.x changes both.
 """

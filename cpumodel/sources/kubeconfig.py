@@ -1,7 +1,7 @@
 """Find the cluster to talk to, the way kubectl does (client-go clientcmd loader rules).
 
 The Python client merges KUBECONFIG differently from kubectl (its last file's
-current-context wins, spec/distribution.md §4.3), so we merge the files
+current-context wins, docs/kubevirt-rules.md §7), so we merge the files
 ourselves -- first file to set a name or current-context wins -- and hand the
 client one explicit context.
 """

@@ -1,6 +1,6 @@
 """Offline sources: YAML/JSON files, directories of them, and Harvester support bundles.
 
-Support bundles (spec/harvester.md §3) hold one `kind: List` per resource type under
+Support bundles (docs/kubevirt-rules.md §6) hold one `kind: List` per resource type under
 `yamls/cluster/<gv>/<resource>.yaml` and `yamls/namespaced/<ns>/<gv>/<resource>.yaml`,
 and support-bundle-kit rewrote every "" as "null"; we undo that. Zips are read in
 memory, never extracted.
