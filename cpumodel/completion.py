@@ -81,6 +81,7 @@ def _reader(values):
 
 def _api_candidates(kind: str, values) -> List[str]:
     from cpumodel.core.labels import CPU_MODEL
+    from cpumodel.objects import CPU_MODES
     from cpumodel.sources import resources as r
 
     reader = _reader(values)
@@ -93,7 +94,7 @@ def _api_candidates(kind: str, values) -> List[str]:
     models = set()
     for node in reader.nodes(view="metadata"):
         models.update(k[len(CPU_MODEL):] for k, v in node.labels.items() if k.startswith(CPU_MODEL) and v == "true")
-    return sorted(models) + ["host-model", "host-passthrough"]
+    return sorted(models) + list(CPU_MODES)
 
 
 def _positional_kinds(command: str, positionals: List[str], values) -> List[str]:

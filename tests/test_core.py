@@ -6,13 +6,13 @@ import yaml
 
 from builders import cpu_node, kubevirt, node
 from conftest import reference_data
-from cpumodel import model
+from cpumodel import objects
 from cpumodel.core.catalog import Catalog
-from cpumodel.core.common import analyse_common
+from cpumodel.core.highest_common import analyse_common
 from cpumodel.core.labels import group_keys, node_cpu
 from cpumodel.core.nodes import split_nodes
 from cpumodel.core.selectors import failing_requirements, requirement_matches, untolerated_taints
-from cpumodel.model import Requirement, SelectorTerm, Taint, Toleration
+from cpumodel.objects import Requirement, SelectorTerm, Taint, Toleration
 
 CATALOG = Catalog.load()
 def fixture_labels(name):
@@ -41,8 +41,8 @@ def test_label_vocabulary_on_a_real_haswell_node():
 
 
 def common_of(*nodes, kv=None):
-    return analyse_common(CATALOG, split_nodes([model.parse_node(n) for n in nodes]),
-                          model.parse_kubevirt(kv) if kv else None)
+    return analyse_common(CATALOG, split_nodes([objects.parse_node(n) for n in nodes]),
+                          objects.parse_kubevirt(kv) if kv else None)
 
 
 # Host CPUs as libvirt models (TSX on unless the name says otherwise).
@@ -139,12 +139,12 @@ def test_no_nodes_no_recommendation():
     ("Gt", ("5",), {"k": "7"}, True), ("Lt", ("5",), {"k": "7"}, False), ("Gt", ("5",), {"k": "x"}, False),
     ("Bogus", (), {"k": "a"}, False)])
 def test_requirement_operators(op, values, labels, expected):
-    n = model.Node("n1", labels)
+    n = objects.Node("n1", labels)
     assert requirement_matches(Requirement("k", op, values), n) is expected
 
 
 def test_terms_are_ored_and_match_fields():
-    n = model.Node("n1", {"zone": "a"})
+    n = objects.Node("n1", {"zone": "a"})
     t1 = SelectorTerm((Requirement("zone", "In", ("b",)),))
     t2 = SelectorTerm((Requirement("metadata.name", "In", ("n1",), is_field=True),))
     assert failing_requirements((t1, t2), n) == []
@@ -155,7 +155,7 @@ def test_terms_are_ored_and_match_fields():
 def test_empty_term_never_matches():
     from cpumodel.core.selectors import term_matches
 
-    assert term_matches(SelectorTerm(()), model.Node("n", {})) is False
+    assert term_matches(SelectorTerm(()), objects.Node("n", {})) is False
 
 
 def test_tolerations():

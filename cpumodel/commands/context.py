@@ -1,13 +1,21 @@
-"""What every command needs from the outside world, injected so tests can run main() in-process."""
+"""What every command shares: the injected environment, the checks of global flags, the data source.
+
+Each command follows kubectl's Complete/Validate/Run: `options(args)` turns the parsed
+command line into a frozen Options value and reports every usage problem at once, before
+any file or cluster is opened; `run` then gathers, computes (pure core) and renders.
+"""
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from typing import Dict, Optional, TextIO
+from typing import Callable, Dict, List, Optional, TextIO, Tuple, TypeVar
 
 from cpumodel.errors import UsageError
+from cpumodel.objects import VM_KIND_NAMES, VMI_KIND_NAMES
 from cpumodel.parser import OUTPUT_FORMATS
 from cpumodel.sources.base import Source
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -21,6 +29,35 @@ class Environment:
 
     def write(self, text: str) -> None:
         self.stdout.write(text)
+
+
+class Problems:
+    """Collects usage errors so that one run reports all of them, as one `error:` line."""
+
+    def __init__(self) -> None:
+        self.messages: List[str] = []
+
+    def check(self, validate: Callable[[], T]) -> Optional[T]:
+        try:
+            return validate()
+        except UsageError as exc:
+            self.messages.append(str(exc))
+            return None
+
+    def add(self, message: str) -> None:
+        self.messages.append(message)
+
+    def raise_any(self) -> None:
+        if self.messages:
+            raise UsageError("; ".join(self.messages))
+
+
+@dataclass(frozen=True)
+class Common:
+    """The global flags every command validates the same way."""
+
+    fmt: str
+    timeout: Optional[float]
 
 
 def output_format(args: argparse.Namespace) -> str:
@@ -40,9 +77,37 @@ def request_timeout(args: argparse.Namespace) -> Optional[float]:
         raise UsageError("invalid --request-timeout %r: use a duration such as 0, 30s or 1m" % args.request_timeout)
 
 
-def open_source(args: argparse.Namespace, environment: Environment) -> Source:
+def common_options(args: argparse.Namespace, problems: Problems) -> Common:
+    fmt = problems.check(lambda: output_format(args))
+    timeout = problems.check(lambda: request_timeout(args))
+    return Common(fmt or "table", timeout)
+
+
+def checked_selector(selector: Optional[str]) -> Optional[str]:
+    """A -l value that parses, so a typo is a usage error before anything is read."""
+    if selector:
+        from cpumodel.core.labelselector import parse_selector
+
+        parse_selector(selector)
+    return selector
+
+
+def parse_vm_reference(ref: str, allow_vmi: bool = True) -> Tuple[str, str]:
+    """`vm/NAME`, `vmi/NAME` (any name kubectl accepts for the type) or a bare NAME -> (kind, name)."""
+    kind, sep, name = ref.partition("/")
+    if not sep:
+        return "any", ref
+    kinds = {k: "vm" for k in VM_KIND_NAMES}
+    if allow_vmi:
+        kinds.update({k: "vmi" for k in VMI_KIND_NAMES})
+    if kind.lower() not in kinds or not name:
+        raise UsageError("unsupported VM reference %r: use %s" % (ref, "vm/NAME, vmi/NAME or NAME" if allow_vmi
+                                                                   else "vm/NAME or NAME"))
+    return kinds[kind.lower()], name
+
+
+def open_source(args: argparse.Namespace, environment: Environment, timeout: Optional[float]) -> Source:
     """-f files/bundles when given, else the live cluster chosen by kubeconfig flags."""
-    timeout = request_timeout(args)
     if args.filename:
         from cpumodel.sources.snapshot import SnapshotSource
 

@@ -2,96 +2,59 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, Optional
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
-from cpumodel.commands.context import Environment, open_source, output_format
-from cpumodel.core.diff import Matrix, PairDiff, diff_matrix, diff_pair
-from cpumodel.core.labels import group_keys, label_group
+from cpumodel.commands.context import Common, Environment, Problems, checked_selector, common_options, open_source
+from cpumodel.core.diff import diff_matrix, diff_pair
 from cpumodel.errors import UsageError
-from cpumodel.output.render import brief_list, section, structured, table, wrap_list
+from cpumodel.output.diff_report import matrix_document, pair_document, render_matrix, render_pair
+from cpumodel.output.render import structured
 from cpumodel.sources.reader import ClusterReader
 
 
-def pair_document(d: PairDiff) -> Dict[str, Any]:
-    doc: Dict[str, Any] = {
-        "onlyIn": {d.node_a: list(d.only_in_a), d.node_b: list(d.only_in_b)},
-        "differentValues": [{"key": k, "values": {d.node_a: va, d.node_b: vb}} for k, va, vb in d.different],
-        "groups": {node: {g: keys for g, keys in group_keys(only)}
-                   for node, only in ((d.node_a, d.only_in_a), (d.node_b, d.only_in_b))},
-    }
-    if d.same:
-        doc["sameValues"] = list(d.same)
-    return doc
+@dataclass(frozen=True)
+class Options:
+    common: Common
+    nodes: Tuple[str, ...]
+    selector: Optional[str]
+    include_all: bool
+
+    @property
+    def pair(self) -> bool:
+        return len(self.nodes) == 2 and not self.selector
 
 
-def _short(key: str) -> str:
-    return key.rsplit("/", 1)[-1] if "/" in key and label_group(key) not in ("other", None) else key
-
-
-def render_pair(d: PairDiff, wide: bool) -> str:
-    out = []
-    for node, only in ((d.node_a, d.only_in_a), (d.node_b, d.only_in_b)):
-        if not only:
-            out.append("Only on %s: nothing\n" % node)
-            continue
-        rows = [[group, brief_list([_short(k) for k in keys], 0, 0 if wide else 56)]
-                for group, keys in group_keys(only)]
-        out.append(section("Only on %s (%d labels):" % (node, len(only)), table(["GROUP", "LABELS"], rows)))
-    if d.different:
-        rows = [[k, va, vb] for k, va, vb in d.different]
-        out.append(section("Different values:", table(["LABEL", d.node_a, d.node_b], rows)))
-    if d.same:
-        out.append(section("Same on both (%d labels):" % len(d.same), wrap_list(list(d.same), 96, 0 if wide else 30)))
-    if not (d.only_in_a or d.only_in_b or d.different):
-        out.append("%s and %s carry the same KubeVirt CPU labels\n" % (d.node_a, d.node_b))
-    return "\n".join(out)
-
-
-def matrix_document(m: Matrix) -> Dict[str, Any]:
-    heads = [c[0] for c in m.columns]
-    return {
-        "nodes": sorted(n for c in m.columns for n in c),
-        "columns": [{"name": c[0], "nodes": list(c)} for c in m.columns],
-        "rows": [{"key": r.key, "group": r.group, "values": dict(zip(heads, r.values))} for r in m.rows],
-    }
-
-
-def _cell(value: Optional[str]) -> str:
-    return "-" if value is None else ("✓" if value == "true" else value)
-
-
-def render_matrix(m: Matrix) -> str:
-    if not m.rows:
-        return "no KubeVirt CPU label differs between the %d nodes\n" % sum(len(c) for c in m.columns)
-    headers = ["GROUP", "LABEL"] + ["%s (+%d)" % (c[0], len(c) - 1) if len(c) > 1 else c[0] for c in m.columns]
-    rows = [[r.group, _short(r.key)] + [_cell(v) for v in r.values] for r in m.rows]
-    note = ""
-    if any(len(c) > 1 for c in m.columns):
-        note = "\n(+N) columns stand for nodes with identical labels: %s\n" % "; ".join(
-            "%s = %s" % (c[0], ", ".join(c[1:])) for c in m.columns if len(c) > 1)
-    return table(headers, rows) + note
+def options(args: argparse.Namespace) -> Options:
+    problems = Problems()
+    common = common_options(args, problems)
+    selector = problems.check(lambda: checked_selector(args.selector))
+    if len(args.nodes) == 1:
+        problems.add("diff needs two nodes (NODE_A NODE_B), or none/several for a matrix")
+    problems.raise_any()
+    return Options(common, tuple(args.nodes), selector, args.all)
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
-    fmt = output_format(args)
-    if len(args.nodes) == 1:
-        raise UsageError("diff needs two nodes (NODE_A NODE_B), or none/several for a matrix")
-    reader = ClusterReader(open_source(args, env))
-    if len(args.nodes) == 2 and not args.selector:
-        result = diff_pair(reader.node(args.nodes[0]), reader.node(args.nodes[1]), include_same=args.all)
-        doc, text = pair_document(result), (lambda: render_pair(result, fmt == "wide"))
+    o = options(args)
+    reader = ClusterReader(open_source(args, env, o.common.timeout))
+    wide = o.common.fmt == "wide"
+    if o.pair:
+        result = diff_pair(reader.node(o.nodes[0]), reader.node(o.nodes[1]), include_same=o.include_all)
+        doc, text = pair_document(result), (lambda: render_pair(result, wide))
     else:
-        nodes = reader.nodes(args.selector, view="metadata")
-        if args.nodes:
-            wanted = set(args.nodes)
+        nodes = reader.nodes(o.selector, view="metadata")
+        if o.nodes:
+            wanted = set(o.nodes)
             missing = sorted(wanted - {n.name for n in nodes})
             if missing:
                 raise UsageError("node(s) not found%s: %s" % (
-                    " among those matching %s" % args.selector if args.selector else "", ", ".join(missing)))
+                    " among those matching %s" % o.selector if o.selector else "", ", ".join(missing)))
             nodes = [n for n in nodes if n.name in wanted]
         if not nodes:
             env.warn("no nodes found")
-        result_m = diff_matrix(nodes, include_all=args.all)
-        doc, text = matrix_document(result_m), (lambda: render_matrix(result_m))
+        matrix = diff_matrix(nodes, include_all=o.include_all)
+        doc, text = matrix_document(matrix), (lambda: render_matrix(matrix))
+    fmt = o.common.fmt
     env.write(structured(doc, fmt) if fmt in ("json", "yaml") else text())
     return 0

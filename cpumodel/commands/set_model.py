@@ -5,12 +5,14 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from cpumodel.commands.context import Environment, open_source, output_format
+from cpumodel.commands.context import (Common, Environment, Problems, checked_selector, common_options, open_source,
+                                       parse_vm_reference)
 from cpumodel.core.nodes import Summarizer, split_nodes
 from cpumodel.core.plan import (CHART_MODEL_PATH, KUBEVIRT_MODEL_PATH, VM_MODEL_PATH, check_model, cluster_impact,
                                 field_patch, get_path, merge_patch)
 from cpumodel.errors import Conflict, NotFound, UsageError
-from cpumodel.output.render import brief_list, structured
+from cpumodel.output.set_report import (changed_lines, impact_lines, objects_document, restart_pending,
+                                        unchanged_line)
 from cpumodel.sources import resources as r
 from cpumodel.sources.base import Source
 from cpumodel.sources.reader import HARVESTER_CHART, ClusterReader
@@ -18,13 +20,13 @@ from cpumodel.sources.reader import HARVESTER_CHART, ClusterReader
 MERGE_PATCH = "application/merge-patch+json"
 CONFLICT_RETRIES = 3
 DRY_RUN_MODES = ("none", "client", "server")
-IMPACT_SHOWN = 10  # VMs named per impact line; -o wide names them all
 
 
-@dataclass
+@dataclass(frozen=True)
 class Options:
+    common: Common
     model: Optional[str]
-    vm_names: List[str]
+    vm_names: Tuple[str, ...]
     selector: Optional[str]
     all_vms: bool
     cluster: bool
@@ -32,45 +34,59 @@ class Options:
     force: bool
     restart: bool
     target: Optional[str]
-    fmt: str
+
+    @property
+    def fmt(self) -> str:
+        return self.common.fmt
 
 
-def complete(args: argparse.Namespace) -> Options:
+def options(args: argparse.Namespace) -> Options:
+    """The command line as Options, with every usage problem reported at once, before anything is read."""
+    problems = Problems()
+    common = common_options(args, problems)
     positional = list(args.args)
-    if args.clear:
-        model = None
-    elif not positional:
-        raise UsageError("a CPU model is required (or --clear)")
-    else:
-        model = positional.pop()
+    model = None
+    if not args.clear:
+        if positional:
+            model = positional.pop()
+        else:
+            problems.add("a CPU model is required (or --clear)")
     if args.dry_run not in DRY_RUN_MODES:
-        raise UsageError('invalid --dry-run "%s": must be none, client or server' % args.dry_run)
-    names = []
-    for ref in positional:
-        kind, sep, name = ref.partition("/")
-        if sep and kind.lower() not in ("vm", "vms", "virtualmachine", "virtualmachines",
-                                        "virtualmachine.kubevirt.io", "virtualmachines.kubevirt.io"):
-            raise UsageError("set works on VirtualMachines: %r is not vm/NAME" % ref)
-        names.append(name if sep else ref)
-    return Options(model, names, args.selector, args.all, args.cluster, args.dry_run, args.force, args.restart,
-                   args.target, output_format(args))
+        problems.add('invalid --dry-run "%s": must be none, client or server' % args.dry_run)
+    names = tuple(n for n in (problems.check(lambda ref=ref: vm_name(ref)) for ref in positional) if n is not None)
+    selector = problems.check(lambda: checked_selector(args.selector))
+    o = Options(common, model, names, selector, args.all, args.cluster, args.dry_run, args.force, args.restart,
+                args.target)
+    for message in conflicts(o, offline=bool(args.filename)):
+        problems.add(message)
+    problems.raise_any()
+    return o
 
 
-def validate(o: Options, source: Source) -> None:
+def vm_name(ref: str) -> str:
+    try:
+        return parse_vm_reference(ref, allow_vmi=False)[1]
+    except UsageError:
+        raise UsageError("set works on VirtualMachines: %r is not vm/NAME" % ref)
+
+
+def conflicts(o: Options, offline: bool) -> List[str]:
+    found = []
     if o.cluster and (o.vm_names or o.selector or o.all_vms):
-        raise UsageError("--cluster sets the cluster default: it takes only MODEL (or --clear), no VMs")
+        found.append("--cluster sets the cluster default: it takes only MODEL (or --clear), no VMs")
     if not o.cluster:
         chosen = sum(bool(x) for x in (o.vm_names, o.selector, o.all_vms))
         if chosen == 0:
-            raise UsageError("name the VMs to change (VM... MODEL), or use -l SELECTOR, --all or --cluster")
+            found.append("name the VMs to change (VM... MODEL), or use -l SELECTOR, --all or --cluster")
         if chosen > 1:
-            raise UsageError("use one of: VM names, -l SELECTOR, --all")
+            found.append("use one of: VM names, -l SELECTOR, --all")
         if o.target:
-            raise UsageError("--target applies only with --cluster")
-    if source.offline and o.dry_run != "client":
-        raise UsageError("with -f (offline files) nothing can be written: use --dry-run=client")
+            found.append("--target applies only with --cluster")
+    if offline and o.dry_run != "client":
+        found.append("with -f (offline files) nothing can be written: use --dry-run=client")
     if o.restart and o.cluster:
-        raise UsageError("--restart applies to VMs; after --cluster, restart the VMs that should adopt the default")
+        found.append("--restart applies to VMs; after --cluster, restart the VMs that should adopt the default")
+    return found
 
 
 @dataclass
@@ -83,13 +99,10 @@ class Change:
     path: Tuple[str, ...]
     label: str  # what the output line calls the field
 
-
-def _suffix(dry_run: str) -> str:
-    return {"client": " (dry run)", "server": " (server dry run)"}.get(dry_run, "")
-
-
-def _show(value: Optional[str]) -> str:
-    return value if value else "<unset>"
+    @property
+    def what(self) -> str:
+        """kubectl's TYPE/name, e.g. virtualmachine.kubevirt.io/web-1."""
+        return "%s/%s" % (self.resource.singular_full_name, self.name)
 
 
 def write(source: Source, change: Change, value: Optional[str], dry_run: str, env: Environment,
@@ -101,8 +114,7 @@ def write(source: Source, change: Change, value: Optional[str], dry_run: str, en
         patch = field_patch(change.path, value, str((current.get("metadata") or {}).get("resourceVersion", "")))
         if before == value:
             if not quiet:
-                env.write("%s/%s unchanged (%s already %s)\n" % (change.resource.singular_full_name, change.name,
-                                                                change.label, _show(value)))
+                env.write(unchanged_line(change.what, change.label, value))
             return current
         if dry_run == "client":
             result = merge_patch(current, patch)
@@ -116,10 +128,7 @@ def write(source: Source, change: Change, value: Optional[str], dry_run: str, en
                         change.resource.singular_full_name, change.name, CONFLICT_RETRIES + 1))
                 continue
         if not quiet:
-            verb = "set to %s" % value if value else "cleared"
-            env.write("%s/%s %s %s%s\n  %s: %s -> %s\n" % (change.resource.singular_full_name, change.name,
-                                                           change.label, verb, _suffix(dry_run),
-                                                           ".".join(change.path), _show(before), _show(value)))
+            env.write(changed_lines(change.what, change.label, change.path, before, value, dry_run))
         return result
     raise AssertionError("unreachable")
 
@@ -144,10 +153,8 @@ class _Null:
 
 
 def emit_objects(objects: List[Dict[str, Any]], o: Options, env: Environment) -> None:
-    if o.fmt not in ("json", "yaml"):
-        return
-    doc = objects[0] if len(objects) == 1 else {"apiVersion": "v1", "kind": "List", "items": objects}
-    env.write(structured(doc, o.fmt))
+    if o.fmt in ("json", "yaml"):
+        env.write(objects_document(objects, o.fmt))
 
 
 def check_against_nodes(reader: ClusterReader, o: Options, env: Environment, require_all: bool) -> None:
@@ -188,8 +195,7 @@ def run_vms(reader: ClusterReader, o: Options, env: Environment) -> int:
             reader.source.put_subresource(r.VMS, vm.namespace, vm.name, r.VM_RESTART, r.SUBRESOURCES_GROUP_VERSION)
             env.stderr.write("virtualmachine.kubevirt.io/%s restarted\n" % vm.name)
     elif running:
-        env.warn("the change applies at the next restart of these running VMs: %s%s" % (
-            ", ".join(v.name for v in running), "" if o.restart else " (use --restart to restart them now)"))
+        env.warn(restart_pending([v.name for v in running], o.restart))
     emit_objects(objects, o, env)
     return 0
 
@@ -216,23 +222,18 @@ def run_cluster(reader: ClusterReader, o: Options, env: Environment) -> int:
     change = cluster_change(reader, o, env)
     impact = cluster_impact(reader.vms(None))
     objects = apply_all(reader.source, [change], o.model, o, env)
-    limit = 0 if o.fmt == "wide" else IMPACT_SHOWN
-    if impact["adopt"]:
-        env.stderr.write("%d VMs without a model of their own adopt it at their next start: %s\n"
-                         % (len(impact["adopt"]), brief_list(impact["adopt"], limit)))
-    if impact["keepOwn"]:
-        env.stderr.write("%d VMs keep their own model: %s\n" % (len(impact["keepOwn"]), brief_list(impact["keepOwn"], limit)))
-    if impact["runningNeedRestart"]:
-        env.warn("%d running VMs adopt it only after a restart: %s" % (
-            len(impact["runningNeedRestart"]), brief_list(impact["runningNeedRestart"], limit)))
+    lines = impact_lines(impact, o.fmt == "wide")
+    for key in ("adopt", "keep"):
+        if lines[key]:
+            env.stderr.write(lines[key])  # type: ignore[arg-type]
+    if lines["warning"]:
+        env.warn(lines["warning"])  # type: ignore[arg-type]
     emit_objects(objects, o, env)
     return 0
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
-    o = complete(args)
-    source = open_source(args, env)
-    validate(o, source)
-    reader = ClusterReader(source)
+    o = options(args)
+    reader = ClusterReader(open_source(args, env, o.common.timeout))
     runner: Callable[[ClusterReader, Options, Environment], int] = run_cluster if o.cluster else run_vms
     return runner(reader, o, env)

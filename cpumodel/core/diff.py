@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from cpumodel.core.labels import GROUP_ORDER, kubevirt_labels, label_group
-from cpumodel.model import Node
+from cpumodel.objects import Node
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from cpumodel.core.labels import HOSTNAME, TSC_FREQUENCY, NodeCpu, int_or_none, node_cpu
-from cpumodel.model import Node
+from cpumodel.objects import Node
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from cpumodel.core.nodes import NodeSet
-from cpumodel.core.target import HOST_MODEL, HOST_PASSTHROUGH
-from cpumodel.model import VirtualMachine
+from cpumodel.objects import CPU_MODES, VirtualMachine
 
 VM_MODEL_PATH = ("spec", "template", "spec", "domain", "cpu", "model")
 KUBEVIRT_MODEL_PATH = ("spec", "configuration", "cpuModel")
@@ -31,7 +30,7 @@ def check_model(model: str, node_set: NodeSet, require_all: bool) -> ModelCheck:
     VM-capable node -- on all of them for a cluster-wide default.
     """
     nodes = node_set.capable
-    if model in (HOST_MODEL, HOST_PASSTHROUGH):
+    if model in CPU_MODES:
         kinds = {(n.cpu.host_model, n.cpu.features) for n in nodes}
         warn = () if len(kinds) <= 1 else (
             "nodes have different CPUs (host models: %s): %s VMs cannot live-migrate between them"

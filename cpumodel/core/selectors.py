@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-from cpumodel.model import Node, Requirement, SelectorTerm, Taint, Toleration
+from cpumodel.objects import Node, Requirement, SelectorTerm, Taint, Toleration
 
 
 def requirement_matches(req: Requirement, node: Node) -> bool:

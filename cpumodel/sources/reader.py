@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from cpumodel import model
+from cpumodel import objects
 from cpumodel.errors import NotFound, SourceError
 from cpumodel.sources import resources as r
 from cpumodel.sources.base import Source
@@ -17,17 +17,17 @@ class ClusterReader:
 
     # ---- nodes ----------------------------------------------------------------
     def nodes(self, label_selector: Optional[str] = None, view: str = "full",
-              then: Optional[Callable[[model.Node], Any]] = None) -> List[Any]:
+              then: Optional[Callable[[objects.Node], Any]] = None) -> List[Any]:
         """Nodes as typed values, parsed page by page so raw pages never pile up.
 
         view "metadata": labels only (diff); "status": labels, readiness, cordon (common,
         set); "full": also taints (why-not).
         """
-        keep = model.parse_node if then is None else (lambda raw: then(model.parse_node(raw)))
+        keep = objects.parse_node if then is None else (lambda raw: then(objects.parse_node(raw)))
         return self.source.list(r.NODES, label_selector=label_selector, view=view, keep=keep)
 
-    def node(self, name: str) -> model.Node:
-        return model.parse_node(self.source.get(r.NODES, None, name))
+    def node(self, name: str) -> objects.Node:
+        return objects.parse_node(self.source.get(r.NODES, None, name))
 
     # ---- KubeVirt configuration --------------------------------------------------
     def kubevirt_raw(self) -> Optional[Dict[str, Any]]:
@@ -41,9 +41,9 @@ class ClusterReader:
             raise SourceError("found %d KubeVirt CRs (%s); KubeVirt supports exactly one" % (len(found), names))
         return found[0] if found else None
 
-    def kubevirt(self) -> Optional[model.KubeVirtConfig]:
+    def kubevirt(self) -> Optional[objects.KubeVirtConfig]:
         raw = self.kubevirt_raw()
-        return model.parse_kubevirt(raw) if raw else None
+        return objects.parse_kubevirt(raw) if raw else None
 
     def harvester_chart(self) -> Optional[Dict[str, Any]]:
         try:
@@ -70,36 +70,36 @@ class ClusterReader:
             return  # snapshots often hold no Namespace objects
         self.source.get(r.NAMESPACES, None, namespace)
 
-    def vm(self, namespace: str, name: str) -> model.VirtualMachine:
-        return model.parse_vm(self.source.get(r.VMS, namespace, name))
+    def vm(self, namespace: str, name: str) -> objects.VirtualMachine:
+        return objects.parse_vm(self.source.get(r.VMS, namespace, name))
 
-    def vms(self, namespace: Optional[str], label_selector: Optional[str] = None) -> List[model.VirtualMachine]:
-        return [model.parse_vm(o) for o in self.source.list(r.VMS, namespace, label_selector=label_selector)]
+    def vms(self, namespace: Optional[str], label_selector: Optional[str] = None) -> List[objects.VirtualMachine]:
+        return [objects.parse_vm(o) for o in self.source.list(r.VMS, namespace, label_selector=label_selector)]
 
-    def vmi(self, namespace: str, name: str) -> Optional[model.VirtualMachineInstance]:
+    def vmi(self, namespace: str, name: str) -> Optional[objects.VirtualMachineInstance]:
         try:
-            return model.parse_vmi(self.source.get(r.VMIS, namespace, name))
+            return objects.parse_vmi(self.source.get(r.VMIS, namespace, name))
         except NotFound:
             return None
 
-    def launcher_pods(self, vmi: model.VirtualMachineInstance) -> List[model.Pod]:
+    def launcher_pods(self, vmi: objects.VirtualMachineInstance) -> List[objects.Pod]:
         """virt-launcher pods of a VMI, by label selector (never all pods), newest first."""
         selector = "kubevirt.io=virt-launcher,kubevirt.io/created-by=%s" % vmi.uid
-        pods = [model.parse_pod(p) for p in self.source.list(r.PODS, vmi.namespace, label_selector=selector)]
+        pods = [objects.parse_pod(p) for p in self.source.list(r.PODS, vmi.namespace, label_selector=selector)]
         return sorted(pods, key=lambda p: (p.created, p.name), reverse=True)
 
-    def migrations(self, namespace: str, vmi_name: str) -> List[model.Migration]:
+    def migrations(self, namespace: str, vmi_name: str) -> List[objects.Migration]:
         # KubeVirt's VMIM mutating webhook labels every migration with its VMI (MigrationSelectorLabel).
         found = self.source.list(r.VMIMS, namespace, label_selector="kubevirt.io/vmi-name=%s" % vmi_name)
-        return sorted((model.parse_migration(m) for m in found), key=lambda m: (m.created, m.name))
+        return sorted((objects.parse_migration(m) for m in found), key=lambda m: (m.created, m.name))
 
-    def migration_pods(self, namespace: str, migration_uid: str) -> List[model.Pod]:
+    def migration_pods(self, namespace: str, migration_uid: str) -> List[objects.Pod]:
         selector = "kubevirt.io/migrationJobUID=%s" % migration_uid
-        return [model.parse_pod(p) for p in self.source.list(r.PODS, namespace, label_selector=selector)]
+        return [objects.parse_pod(p) for p in self.source.list(r.PODS, namespace, label_selector=selector)]
 
-    def events_for(self, namespace: str, names: Tuple[str, ...]) -> List[model.Event]:
-        events: List[model.Event] = []
+    def events_for(self, namespace: str, names: Tuple[str, ...]) -> List[objects.Event]:
+        events: List[objects.Event] = []
         for name in names:
             raw = self.source.list(r.EVENTS, namespace, field_selector="involvedObject.name=%s" % name)
-            events.extend(model.parse_event(e) for e in raw)
+            events.extend(objects.parse_event(e) for e in raw)
         return sorted(events, key=lambda e: (e.timestamp, e.reason))

@@ -13,9 +13,8 @@ from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 from cpumodel.core.catalog import Catalog, obsolete_models
 from cpumodel.core.labels import CPU_VENDOR
 from cpumodel.core.nodes import NodeSet, VmNode
-from cpumodel.model import KubeVirtConfig
+from cpumodel.objects import KubeVirtConfig, is_named_model
 
-NAMED_MODES = ("host-model", "host-passthrough")
 
 
 @dataclass(frozen=True)
@@ -114,7 +113,7 @@ def cluster_default(kubevirt: Optional[KubeVirtConfig], nodes: Sequence[VmNode])
         return ClusterDefault(None, None, None, ())
     location = "%s/%s" % (kubevirt.namespace, kubevirt.name)
     model = kubevirt.cpu_model
-    if model is None or model in NAMED_MODES:
+    if not is_named_model(model):
         return ClusterDefault(model, location, None, ())
     missing = tuple(n.name for n in nodes if model not in n.cpu.models)
     return ClusterDefault(model, location, not missing, missing)

@@ -2,11 +2,27 @@
 
 Everything past this module (core analyses, renderers) works on these values. Offline
 files and live responses go through the same constructors, so both behave alike.
+The API's own vocabulary -- CPU modes, the names kubectl accepts for a VM -- is here too.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
+
+# spec.domain.cpu.model values that are modes, not named models (KubeVirt schema.go).
+HOST_MODEL = "host-model"
+HOST_PASSTHROUGH = "host-passthrough"
+CPU_MODES = (HOST_MODEL, HOST_PASSTHROUGH)
+
+# What kubectl accepts as the type in TYPE/NAME for KubeVirt's VMs and VMIs (CRD names and short names).
+VM_KIND_NAMES = ("vm", "vms", "virtualmachine", "virtualmachines", "virtualmachine.kubevirt.io",
+                 "virtualmachines.kubevirt.io")
+VMI_KIND_NAMES = ("vmi", "vmis", "virtualmachineinstance", "virtualmachineinstances",
+                  "virtualmachineinstance.kubevirt.io", "virtualmachineinstances.kubevirt.io")
+
+
+def is_named_model(model: Optional[str]) -> bool:
+    return bool(model) and model not in CPU_MODES
 
 
 def _get(obj: Any, *path: str, default: Any = None) -> Any:
@@ -81,17 +97,6 @@ class CpuFeature:
 
 
 @dataclass(frozen=True)
-class VirtualMachine:
-    namespace: str
-    name: str
-    uid: str
-    resource_version: str
-    cpu_model: Optional[str]
-    running: bool  # a VMI exists (status.created), per the VM's own status
-    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
-
-
-@dataclass(frozen=True)
 class VirtualMachineInstance:
     namespace: str
     name: str
@@ -122,6 +127,17 @@ class VirtualMachineInstance:
 
 
 @dataclass(frozen=True)
+class VirtualMachine:
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    cpu_model: Optional[str]
+    running: bool  # a VMI exists (status.created), per the VM's own status
+    template: VirtualMachineInstance  # spec.template as a VMI, before KubeVirt's defaulting
+
+
+@dataclass(frozen=True)
 class Pod:
     namespace: str
     name: str
@@ -135,6 +151,9 @@ class Pod:
     tolerations: Tuple[Toleration, ...]
     conditions: Tuple[Condition, ...]
     owner_uids: Tuple[str, ...]
+
+    def condition(self, ctype: str) -> Optional[Condition]:
+        return next((c for c in self.conditions if c.type == ctype), None)
 
 
 @dataclass(frozen=True)
@@ -220,14 +239,15 @@ def parse_node(raw: dict) -> Node:
 
 def parse_vm(raw: dict) -> VirtualMachine:
     meta = raw.get("metadata") or {}
+    template = parse_vmi({"metadata": meta, "spec": _get(raw, "spec", "template", "spec") or {}})
     return VirtualMachine(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
         uid=str(meta.get("uid", "")),
         resource_version=str(meta.get("resourceVersion", "")),
-        cpu_model=_get(raw, "spec", "template", "spec", "domain", "cpu", "model") or None,
+        cpu_model=template.cpu_model,
         running=bool(_get(raw, "status", "created")) or _get(raw, "status", "printableStatus") in RUNNING_STATES,
-        raw=raw,
+        template=template,
     )
 
 

@@ -1,0 +1,264 @@
+"""Predict the scheduling constraints of a VM's next virt-launcher pod, each with its origin.
+
+Implements docs/kubevirt-rules.md §2 (rendering: nodeselectorrenderer.go, template.go,
+the CPU-model defaulting of defaults.go) and §3.1-§3.2 (createTargetPod and the
+host-model rule of prepareNodeSelectorForHostCpuModel), with the version gates of §5.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Dict, List, Optional, Tuple
+
+from cpumodel.core import labels as L
+from cpumodel.core.selectors import add_does_not_exist
+from cpumodel.objects import (HOST_MODEL, KubeVirtConfig, Node, Pod, Requirement, SelectorTerm, Toleration,
+                              VirtualMachine, VirtualMachineInstance, is_named_model)
+
+Version = Tuple[int, int, int]
+NEWEST_RULES: Version = (99, 0, 0)
+DEFAULT_MACHINE_TYPE = "q35"  # what the webhook fills in on amd64 when the VM names none
+LAUNCH_SECURITY_LABELS = {"sev": "kubevirt.io/sev", "snp": "kubevirt.io/sev-snp", "tdx": "kubevirt.io/tdx"}
+
+ORIGIN_SCHEDULABLE = "KubeVirt puts it on every virt-launcher pod"
+ORIGIN_INHERITED = ("inherited from an earlier migration: the VM's current virt-launcher pod carries it "
+                    "and KubeVirt copies it to every migration target; a VM restart clears it")
+ORIGIN_AFFINITY = "the pod's required node affinity"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One nodeSelector entry of the predicted pod."""
+
+    key: str
+    value: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What a node must offer: the part of a pod's constraints that decides acceptance.
+
+    Hashable, so that VMs with the same demand are evaluated once per class of nodes.
+    """
+
+    node_selector: Tuple[Tuple[str, str], ...]  # sorted (key, value)
+    terms: Tuple[SelectorTerm, ...]
+    tolerations: Tuple[Toleration, ...]
+
+    @property
+    def label_keys(self) -> Tuple[str, ...]:
+        keys = [k for k, _ in self.node_selector]
+        keys += [r.key for t in self.terms for r in t.requirements if not r.is_field]
+        return tuple(dict.fromkeys(keys))
+
+    @property
+    def uses_node_name(self) -> bool:
+        return any(r.is_field for t in self.terms for r in t.requirements)
+
+
+@dataclass(frozen=True)
+class PodConstraints:
+    """The predicted pod's nodeSelector and required node affinity, with where each came from."""
+
+    node_selector: Tuple[Constraint, ...]  # sorted by key
+    terms: Tuple[SelectorTerm, ...]
+    affinity_origins: Tuple[Tuple[str, str], ...]
+    tolerations: Tuple[Toleration, ...]
+    notes: Tuple[str, ...]
+    blocked: Optional[str] = None  # KubeVirt cannot even create the pod
+
+    @property
+    def demand(self) -> Demand:
+        return Demand(tuple((c.key, c.value) for c in self.node_selector), self.terms, self.tolerations)
+
+    def requirement_origin(self, req: Requirement) -> str:
+        return dict(self.affinity_origins).get(req.key, ORIGIN_AFFINITY)
+
+    def selector_keys(self, prefix: str) -> List[str]:
+        return [c.key[len(prefix):] for c in self.node_selector if c.key.startswith(prefix)]
+
+
+@dataclass
+class _Builder:
+    """Mutable while the rules apply, frozen into PodConstraints at the end."""
+
+    node_selector: Dict[str, Constraint] = field(default_factory=dict)
+    terms: Tuple[SelectorTerm, ...] = ()
+    affinity_origins: Dict[str, str] = field(default_factory=dict)
+    tolerations: Tuple[Toleration, ...] = ()
+    notes: List[str] = field(default_factory=list)
+    blocked: Optional[str] = None
+
+    def require(self, key: str, value: str, origin: str) -> None:
+        self.node_selector[key] = Constraint(key, value, origin)
+
+    def forbid(self, key: str, origin: str) -> None:
+        self.terms = add_does_not_exist(self.terms, key)
+        self.affinity_origins[key] = origin
+
+    def freeze(self) -> PodConstraints:
+        return PodConstraints(tuple(self.node_selector[k] for k in sorted(self.node_selector)), self.terms,
+                              tuple(sorted(self.affinity_origins.items())), self.tolerations, tuple(self.notes),
+                              self.blocked)
+
+
+def parse_version(text: Optional[str]) -> Optional[Version]:
+    m = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) if m else None
+
+
+def has_vendor_rule(version: Version) -> bool:
+    """The migration cpu-vendor selector: ≥1.8.0, 1.7.x with x≥1, 1.6.x with x≥4 (kubevirt-rules §5)."""
+    major_minor = version[:2]
+    return version >= (1, 8, 0) or (major_minor == (1, 7) and version[2] >= 1) or (major_minor == (1, 6) and version[2] >= 4)
+
+
+def has_machine_type_rule(version: Version) -> bool:
+    """The machine-type selector first shipped in v1.5.1 (kubevirt PR #13690)."""
+    return version >= (1, 5, 1)
+
+
+def model_origin(vm: Optional[VirtualMachine], kubevirt: Optional[KubeVirtConfig], model: Optional[str]) -> str:
+    """Where a VMI's CPU model came from: VM spec > KubeVirt cpuModel > host-model (kubevirt-rules §2.2)."""
+    if vm is not None and vm.cpu_model:
+        return "the VM spec sets cpu.model %s (spec.template.spec.domain.cpu.model)" % vm.cpu_model
+    if kubevirt is not None and kubevirt.cpu_model and kubevirt.cpu_model == model:
+        return "the cluster default model %s (KubeVirt %s/%s spec.configuration.cpuModel)" % (
+            model, kubevirt.namespace, kubevirt.name)
+    if model in (None, HOST_MODEL):
+        return "the VM uses host-model (no model in the VM spec or the cluster default)"
+    return "the VMI's cpu.model %s" % model
+
+
+def _selector_origin(key: str) -> str:
+    if key == L.HOSTNAME:
+        return ("a leftover kubernetes.io/hostname pin in the VM's nodeSelector (older Harvester Migrate actions "
+                "wrote it; remove it from spec.template.spec.nodeSelector)")
+    return "the VM spec's nodeSelector (spec.template.spec.nodeSelector)"
+
+
+def _render(vmi: VirtualMachineInstance, vm: Optional[VirtualMachine], kubevirt: Optional[KubeVirtConfig],
+            version: Version) -> _Builder:
+    """The launcher pod's constraints rendered from the VMI (kubevirt-rules §2.1, §2.3)."""
+    pod = _Builder(tolerations=vmi.tolerations)
+    pod.require(L.SCHEDULABLE, "true", ORIGIN_SCHEDULABLE)
+    if vmi.architecture:
+        pod.require(L.ARCH, vmi.architecture.lower(), "the VM's architecture (spec.architecture)")
+    for key, value in (kubevirt.node_selectors if kubevirt else {}).items():
+        pod.require(key, value, "the cluster-wide nodeSelectors (KubeVirt developerConfiguration.nodeSelectors)")
+    for key, value in vmi.node_selector.items():
+        pod.require(key, value, _selector_origin(key))
+    if vmi.dedicated_cpu:
+        key = "kubevirt.io/cpumanager" if version >= (1, 8, 0) else "cpumanager"
+        pod.require(key, "true", "the VM asks for dedicated CPUs (dedicatedCpuPlacement)")
+    model = vmi.cpu_model
+    if is_named_model(model):
+        pod.require(L.CPU_MODEL + model, "true", model_origin(vm, kubevirt, model))  # type: ignore[operator]
+    if vmi.machine_type and has_machine_type_rule(version):
+        pod.require(L.MACHINE_TYPE + vmi.machine_type, "true",
+                    "the VM's resolved machine type %s (status.machine.type)" % vmi.machine_type)
+    for feature in vmi.cpu_features:
+        if feature.policy in ("", "require"):
+            pod.require(L.CPU_FEATURE + feature.name, "true",
+                        "the VM spec requires CPU feature %s (cpu.features)" % feature.name)
+    if vmi.tsc_required and vmi.tsc_frequency:
+        pod.require(L.TSC_SCHEDULING + str(vmi.tsc_frequency), "true",
+                    "the VM needs a stable TSC frequency of %d Hz (invtsc or Hyper-V reenlightenment; "
+                    "status.topologyHints.tscFrequency)" % vmi.tsc_frequency)
+    if vmi.realtime:
+        pod.require("kubevirt.io/realtime", "true", "the VM asks for realtime CPUs")
+    for sec in vmi.launch_security:
+        key = LAUNCH_SECURITY_LABELS.get(sec)
+        if key:
+            pod.require(key, "true", "the VM uses %s launch security" % sec)
+    pod.terms = vmi.required_terms
+    for term in vmi.required_terms:
+        for req in term.requirements:
+            pod.affinity_origins.setdefault(req.key, "the VM spec's node affinity (spec.template.spec.affinity)")
+    if model in (None, HOST_MODEL):
+        pod.forbid(L.OBSOLETE_HOST_MODEL, "host-model VMs avoid nodes whose host model is obsolete")
+    for feature in vmi.cpu_features:
+        if feature.policy == "forbid":
+            pod.forbid(L.CPU_FEATURE + feature.name,
+                       "the VM spec forbids CPU feature %s (cpu.features policy forbid)" % feature.name)
+    return pod
+
+
+def _migrated_before(pod: Optional[Pod]) -> bool:
+    return pod is not None and any(L.CPU_FEATURE in k or L.CPU_MODEL_MIGRATION in k for k in pod.node_selector)
+
+
+def _add_host_model_rule(pod: _Builder, source_pod: Optional[Pod], source_node: Optional[Node]) -> None:
+    """prepareNodeSelectorForHostCpuModel (kubevirt-rules §3.2): copy the sticky keys, else read the source node."""
+    if _migrated_before(source_pod):
+        for key, value in source_pod.node_selector.items():  # type: ignore[union-attr]
+            if L.CPU_FEATURE in key or L.CPU_MODEL_MIGRATION in key:
+                pod.require(key, value, ORIGIN_INHERITED)
+        pod.notes.append("host-model constraints are inherited from an earlier migration (sticky); "
+                         "a VM restart clears them")
+        return
+    if source_node is None:
+        pod.blocked = "the source node object is gone, so KubeVirt cannot compute host-model constraints"
+        return
+    cpu = L.node_cpu(source_node.labels)
+    if cpu.host_model is None:
+        pod.blocked = ('unable to locate host cpu model: node %s has no host-model-cpu.node.kubevirt.io label, '
+                       "so KubeVirt cannot create a migration target pod for this host-model VM" % source_node.name)
+        return
+    pod.require(L.CPU_MODEL_MIGRATION + cpu.host_model, "true",
+                "the VM uses host-model and booted on %s, whose host model is %s "
+                "(host-model-cpu.node.kubevirt.io/%s)" % (source_node.name, cpu.host_model, cpu.host_model))
+    for feature in sorted(cpu.host_model_required):
+        pod.require(L.CPU_FEATURE + feature, "true",
+                    "the host model of %s requires %s (host-model-required-features.node.kubevirt.io/%s)"
+                    % (source_node.name, feature, feature))
+    pod.notes.append("first migration of a host-model VM: KubeVirt derives the constraints from %s's labels "
+                     "and they stick to the VM until it restarts" % source_node.name)
+
+
+def _add_vendor_rule(pod: _Builder, source_node: Optional[Node]) -> None:
+    """createTargetPod (kubevirt-rules §3.1 step 4): keep migrations within the source node's CPU vendor."""
+    if any(k.startswith(L.CPU_VENDOR) for k in pod.node_selector) or source_node is None:
+        return
+    vendor = L.node_cpu(source_node.labels).vendor
+    if vendor:
+        pod.require(L.CPU_VENDOR + vendor, "true",
+                    "KubeVirt ≥ 1.8 keeps a migration on the source node's CPU vendor (%s on %s)"
+                    % (vendor, source_node.name))
+
+
+def _version(kubevirt: Optional[KubeVirtConfig]) -> Tuple[Version, Optional[str]]:
+    parsed = parse_version(kubevirt.version if kubevirt else None)
+    if parsed is None:
+        return NEWEST_RULES, "KubeVirt version unknown (no status.observedKubeVirtVersion): assuming the newest rules"
+    return parsed, None
+
+
+def migration_target(vmi: VirtualMachineInstance, vm: Optional[VirtualMachine], kubevirt: Optional[KubeVirtConfig],
+                     source_pod: Optional[Pod], source_node: Optional[Node]) -> PodConstraints:
+    """What createTargetPod would ask of a migration target, for the cluster's KubeVirt version."""
+    version, unknown = _version(kubevirt)
+    pod = _render(vmi, vm, kubevirt, version)
+    if unknown:
+        pod.notes.append(unknown)
+    if vmi.cpu_model == HOST_MODEL:
+        _add_host_model_rule(pod, source_pod, source_node)
+    if has_vendor_rule(version):
+        _add_vendor_rule(pod, source_node)
+    return pod.freeze()
+
+
+def start_vmi(vm: VirtualMachine, kubevirt: Optional[KubeVirtConfig]) -> VirtualMachineInstance:
+    """The VMI a start would create: the template after the webhook's defaulting (kubevirt-rules §2.2)."""
+    template = vm.template
+    model = template.cpu_model or (kubevirt.cpu_model if kubevirt else None) or HOST_MODEL
+    return replace(template, cpu_model=model, machine_type=template.machine_type or DEFAULT_MACHINE_TYPE)
+
+
+def fresh_start(vmi: VirtualMachineInstance, vm: Optional[VirtualMachine], kubevirt: Optional[KubeVirtConfig],
+                note: str) -> PodConstraints:
+    """Constraints of a first launcher pod: the template alone, no migration rules."""
+    pod = _render(vmi, vm, kubevirt, _version(kubevirt)[0])
+    pod.notes.append(note)
+    return pod.freeze()

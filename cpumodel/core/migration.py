@@ -1,0 +1,242 @@
+"""The migration engine: which nodes would accept a VM's next virt-launcher pod, and why not.
+
+A VM's `Situation` holds the predicted pod constraints (launcher_pod.py). Checking a node
+splits in two: the VM-wide checks (not running, not live-migratable, the source node, a
+target pod KubeVirt cannot build) and the node checks the scheduler makes (nodeSelector,
+required node affinity, cordon, taints, readiness; docs/kubevirt-rules.md §3.4, §4).
+
+The node checks depend only on the pod's `Demand` and on the few labels it names, so they
+are computed once per (demand, class of nodes that look alike to it) and shared by every
+VM with that demand: a cluster-wide question over 10,000 VMs and 5,000 nodes costs a few
+demands × a few node classes, not 50 million evaluations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from cpumodel.core import labels as L
+from cpumodel.core.catalog import Catalog
+from cpumodel.core.launcher_pod import Demand, PodConstraints, fresh_start, migration_target, start_vmi
+from cpumodel.core.reasons import CPU_CATEGORIES, Category, Reason, selector_category
+from cpumodel.core.selectors import describe_requirement, failing_requirements, untolerated_taints
+from cpumodel.objects import (HOST_MODEL, HOST_PASSTHROUGH, KubeVirtConfig, Node, Pod, Requirement, Taint,
+                              VirtualMachine, VirtualMachineInstance)
+
+
+@dataclass(frozen=True)
+class VmState:
+    """What was read about one VM: the VM, its VMI and the VMI's current launcher pod (any may be absent)."""
+
+    name: str
+    namespace: str
+    vm: Optional[VirtualMachine]
+    vmi: Optional[VirtualMachineInstance]
+    launcher: Optional[Pod]
+
+
+@dataclass(frozen=True)
+class Situation:
+    """Everything the checks need about the VM, independent of the target node."""
+
+    vm_name: str
+    running: bool
+    source_node: Optional[str]
+    vmi: Optional[VirtualMachineInstance]
+    constraints: PodConstraints
+
+
+@dataclass(frozen=True)
+class NodeVerdict:
+    node: str
+    migratable: bool
+    reasons: Tuple[Reason, ...]
+    warnings: Tuple[str, ...] = ()
+
+
+# What a node lacks for a demand, without the node's name, so that alike nodes share it.
+@dataclass(frozen=True)
+class MissingLabel:
+    key: str
+    want: str
+    have: Optional[str]
+
+
+@dataclass(frozen=True)
+class FailedAffinity:
+    requirement: Requirement
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """cordoned, untolerated taint or not Ready."""
+
+    category: Category
+    taint: Optional[Taint] = None
+
+
+Failure = Union[MissingLabel, FailedAffinity, NodeState]
+
+
+def situation(state: VmState, nodes: Dict[str, Node], kubevirt: Optional[KubeVirtConfig]) -> Situation:
+    """A running VM is judged as a migration; anything else as a fresh start (not-running)."""
+    vmi = state.vmi
+    if vmi is not None and vmi.running:
+        source = nodes.get(vmi.node_name)  # type: ignore[arg-type]
+        constraints = migration_target(vmi, state.vm, kubevirt, state.launcher, source)
+        return Situation(state.name, True, vmi.node_name, vmi, constraints)
+    base = start_vmi(state.vm, kubevirt) if state.vm is not None else vmi
+    note = "%s is not running: showing whether a fresh start could land on each node" % state.name
+    return Situation(state.name, False, None, vmi, fresh_start(base, state.vm, kubevirt, note))  # type: ignore[arg-type]
+
+
+def vm_reasons(s: Situation, node: Node) -> List[Reason]:
+    """The checks that do not depend on the node's labels, in reporting order."""
+    reasons = []
+    if not s.running:
+        reasons.append(Reason(Category.NOT_RUNNING, None, "%s is not running, so there is nothing to migrate; the "
+                              "other reasons say why it could not start on %s" % (s.vm_name, node.name)))
+    cond = s.vmi.condition("LiveMigratable") if s.vmi and s.running else None
+    if cond is not None and cond.status == "False":
+        reasons.append(Reason(Category.NOT_MIGRATABLE, None, "KubeVirt marks %s as not live-migratable (%s: %s); "
+                              "no node can take it" % (s.vm_name, cond.reason or "LiveMigratable=False",
+                                                        cond.message or "no message")))
+    if s.running and node.name == s.source_node:
+        reasons.append(Reason(Category.SOURCE_NODE, None, "%s already runs on %s (the migration target pod's "
+                              "anti-affinity keeps it off the source node)" % (s.vm_name, node.name)))
+    if s.constraints.blocked:
+        reasons.append(Reason(Category.CPU_MODEL_MIGRATION, None, s.constraints.blocked))
+    return reasons
+
+
+def node_failures(demand: Demand, node: Node) -> Tuple[Failure, ...]:
+    """Everything the scheduler would hold against the node for this demand, in check order."""
+    found: List[Failure] = [MissingLabel(key, want, node.labels.get(key)) for key, want in demand.node_selector
+                            if node.labels.get(key) != want]
+    found += [FailedAffinity(req) for req in failing_requirements(demand.terms, node)]
+    if node.unschedulable:
+        found.append(NodeState(Category.CORDONED))
+    found += [NodeState(Category.TAINT, t) for t in untolerated_taints(node.taints, demand.tolerations)]
+    if node.ready is False:
+        found.append(NodeState(Category.NOT_READY))
+    return tuple(found)
+
+
+def failure_reason(failure: Failure, node: Node, constraints: PodConstraints) -> Reason:
+    if isinstance(failure, MissingLabel):
+        origin = next(c.origin for c in constraints.node_selector if c.key == failure.key)
+        state = ("lacks %s=%s" % (failure.key, failure.want) if failure.have is None
+                 else "has %s=%s, not %s" % (failure.key, failure.have, failure.want))
+        return Reason(selector_category(failure.key), failure.key,
+                      "%s %s; required because %s" % (node.name, state, origin), origin)
+    if isinstance(failure, FailedAffinity):
+        req = failure.requirement
+        origin = constraints.requirement_origin(req)
+        return Reason(Category.NODE_AFFINITY, req.key or None, "%s fails required node affinity %s; required "
+                      "because %s" % (node.name, describe_requirement(req), origin), origin)
+    if failure.category is Category.CORDONED:
+        return Reason(Category.CORDONED, None, "%s is cordoned (spec.unschedulable); uncordon it with "
+                      "`kubectl uncordon %s`" % (node.name, node.name))
+    if failure.category is Category.TAINT:
+        t = failure.taint
+        return Reason(Category.TAINT, t.key, "%s has taint %s%s:%s, which the virt-launcher pod does not tolerate"  # type: ignore[union-attr]
+                      % (node.name, t.key, "=" + t.value if t.value else "", t.effect))  # type: ignore[union-attr]
+    return Reason(Category.NOT_READY, None, "%s is not Ready" % node.name)
+
+
+class MigrationEngine:
+    """Verdicts of every node for any number of VMs, sharing the work between alike VMs and nodes."""
+
+    def __init__(self, nodes: Sequence[Node], kubevirt: Optional[KubeVirtConfig]):
+        self.nodes = tuple(sorted(nodes, key=lambda n: n.name))
+        self.by_name = {n.name: n for n in self.nodes}
+        self.kubevirt = kubevirt
+        self._failures: Dict[Tuple[Demand, tuple], Tuple[Failure, ...]] = {}
+
+    def situation(self, state: VmState) -> Situation:
+        return situation(state, self.by_name, self.kubevirt)
+
+    def failures(self, demand: Demand, node: Node) -> Tuple[Failure, ...]:
+        looks = (tuple(node.labels.get(k) for k in demand.label_keys), node.unschedulable, node.taints, node.ready,
+                 node.name if demand.uses_node_name else None)
+        cached = self._failures.get((demand, looks))
+        if cached is None:
+            cached = self._failures[(demand, looks)] = node_failures(demand, node)
+        return cached
+
+    def reasons(self, s: Situation, node: Node) -> Tuple[Reason, ...]:
+        """Every reason the node cannot take the VM, sorted by category then key."""
+        found = vm_reasons(s, node)
+        found += [failure_reason(f, node, s.constraints) for f in self.failures(s.constraints.demand, node)]
+        return tuple(sorted(found, key=lambda r: r.sort_key))
+
+    def accepts(self, s: Situation, node: Node) -> bool:
+        """The verdict alone, without building messages (cluster-wide questions ask it millions of times)."""
+        return s.running and not vm_reasons(s, node) and not self.failures(s.constraints.demand, node)
+
+    def verdict(self, s: Situation, node: Node, catalog: Optional[Catalog] = None) -> NodeVerdict:
+        reasons = self.reasons(s, node)
+        ok = s.running and not reasons
+        warnings = tuple(libvirt_warnings(catalog, s, self.by_name.get(s.source_node or ""), node)) \
+            if ok and catalog is not None else ()
+        return NodeVerdict(node.name, ok, reasons, warnings)
+
+
+def needs_cpu_fix(reasons: Sequence[Reason]) -> bool:
+    """Whether a named CPU model would clear some of these reasons."""
+    return any(r.category in CPU_CATEGORIES and (r.category is not Category.NODE_AFFINITY or (r.key or "").startswith(
+        (L.CPU_FEATURE, L.OBSOLETE_HOST_MODEL))) for r in reasons)
+
+
+def suggest_model(catalog: Catalog, nodes: Sequence[Optional[Node]], common: Sequence[str],
+                  obsolete: frozenset) -> Optional[str]:
+    """A named model all the given nodes label usable, preferring the cluster-wide common answer (best first)."""
+    usable: Optional[set] = None
+    for node in nodes:
+        if node is not None:
+            models = L.node_cpu(node.labels).models
+            usable = set(models) if usable is None else usable & models
+    usable = (usable or set()) - obsolete
+    for model in common:
+        if model in usable:
+            return model
+    ranked = catalog.rank(usable)
+    known = [m for m in ranked if catalog.knows(m)]
+    return (known or ranked or [None])[0]
+
+
+def libvirt_warnings(catalog: Catalog, s: Situation, source: Optional[Node], target: Node) -> List[str]:
+    """What the scheduler lets through but libvirt on the target would likely refuse (kubevirt-rules §3.3-§3.4).
+
+    With KubeVirt >= 1.8 every node carries `cpu-model-migration.*` for every known model, so
+    a host-model VM can be placed on a CPU that lacks base features of its host model, and
+    the migration then fails in libvirt with "missing features". host-passthrough needs an
+    identical CPU.
+    """
+    if not s.running or s.vmi is None:
+        return []
+    target_cpu = L.node_cpu(target.labels)
+    if not target_cpu.features:
+        return []
+    if s.vmi.cpu_model == HOST_PASSTHROUGH:
+        source_cpu = L.node_cpu(source.labels) if source is not None else None
+        if source_cpu is None or source_cpu.features == target_cpu.features:
+            return []
+        return ["host-passthrough: libvirt needs the same CPU on both nodes; %s offers different CPU features "
+                "than %s (%s)" % (target.name, source.name, _difference(source_cpu.features, target_cpu.features))]  # type: ignore[union-attr]
+    models = s.constraints.selector_keys(L.CPU_MODEL_MIGRATION)
+    if s.vmi.cpu_model != HOST_MODEL or not models or not catalog.knows(models[0]):
+        return []
+    missing = sorted(catalog.features(models[0]) - target_cpu.features
+                     - set(s.constraints.selector_keys(L.CPU_FEATURE)))
+    if not missing:
+        return []
+    return ["the scheduler would allow it, but %s's CPU lacks %s of host model %s; libvirt would likely fail the "
+            "migration with \"missing features\"" % (target.name, ", ".join(missing), models[0])]
+
+
+def _difference(a: frozenset, b: frozenset) -> str:
+    only_a, only_b = sorted(a - b), sorted(b - a)
+    parts = ["missing " + ", ".join(only_a[:6]) + (" …" if len(only_a) > 6 else "")] if only_a else []
+    parts += ["extra " + ", ".join(only_b[:6]) + (" …" if len(only_b) > 6 else "")] if only_b else []
+    return "; ".join(parts)

@@ -1,0 +1,85 @@
+"""`why-not` as a pure analysis: the engine's verdicts for one VM, and the CPU model that fixes them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+from cpumodel.core.catalog import Catalog, obsolete_models
+from cpumodel.core.highest_common import analyse_common
+from cpumodel.core.migration import MigrationEngine, NodeVerdict, Situation, VmState, needs_cpu_fix, suggest_model
+from cpumodel.core.nodes import split_nodes
+from cpumodel.objects import Event, KubeVirtConfig, Node, Pod
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    model: str
+    command: str
+    note: str
+
+
+@dataclass(frozen=True)
+class MigrationAttempt:
+    """A migration that has not succeeded, with its target pods (from the cluster, for context)."""
+
+    name: str
+    phase: str
+    target_node: Optional[str]
+    target_pods: Tuple[Tuple[Pod, Optional[str]], ...]  # (pod, why it is unschedulable)
+
+
+@dataclass(frozen=True)
+class WhyNotResult:
+    vm: str
+    namespace: str
+    situation: Situation
+    target: Optional[str]  # None: every node but the source
+    verdicts: Tuple[NodeVerdict, ...]
+    suggestion: Optional[Suggestion]
+    cpu_model: Optional[str]
+    migrations: Tuple[MigrationAttempt, ...]
+    events: Tuple[Event, ...]
+
+    @property
+    def migratable(self) -> bool:
+        """To the target; without one, to some node."""
+        return any(v.migratable for v in self.verdicts)
+
+
+def suggest(catalog: Catalog, state: VmState, s: Situation, source: Optional[Node], target: Optional[Node],
+            common: Sequence[str], obsolete: frozenset) -> Optional[Suggestion]:
+    """A named model that the source, the target (or every node) and ideally all VM-capable nodes offer."""
+    best = suggest_model(catalog, [source, target], common, obsolete)
+    if best is None or (s.vmi is not None and s.running and best == s.vmi.cpu_model):
+        return None  # nothing usable, or the model the VM already has
+    command = "kubectl cpumodel set vm/%s %s -n %s" % (state.name, best, state.namespace)
+    everywhere = " and on every VM-capable node" if best in common else ""
+    where = " and ".join(n for n in (s.source_node, target.name if target else None) if n) or "the nodes"
+    when = ("it takes effect at the VM's next restart (add --restart to restart now)" if s.running
+            else "the VM uses it when it next starts")
+    return Suggestion(best, command, "%s is usable on %s%s; %s" % (best, where, everywhere, when))
+
+
+def explain(catalog: Catalog, state: VmState, nodes: Sequence[Node], kubevirt: Optional[KubeVirtConfig],
+            target: Optional[str], migrations: Tuple[MigrationAttempt, ...] = (),
+            events: Tuple[Event, ...] = ()) -> WhyNotResult:
+    """Why the VM cannot move to `target` (or to each node but its own), and the fix."""
+    engine = MigrationEngine(nodes, kubevirt)
+    s = engine.situation(state)
+    analysis = analyse_common(catalog, split_nodes(engine.nodes), kubevirt)
+    common = list(analysis.common_models)
+    obsolete = obsolete_models(kubevirt.obsolete_cpu_models if kubevirt else None)
+    source = engine.by_name.get(s.source_node or "")
+    if target is not None:
+        node = engine.by_name[target]
+        verdicts: Tuple[NodeVerdict, ...] = (engine.verdict(s, node, catalog),)
+        wants_fix = needs_cpu_fix(verdicts[0].reasons) or bool(verdicts[0].warnings)
+        fix_target: Optional[Node] = node
+    else:
+        verdicts = tuple(engine.verdict(s, n, catalog) for n in engine.nodes if n.name != s.source_node)
+        capable = set(analysis.nodes)
+        wants_fix = any(needs_cpu_fix(v.reasons) for v in verdicts if v.node in capable)
+        fix_target = None
+    fix = suggest(catalog, state, s, source, fix_target, common, obsolete) if wants_fix else None
+    model_now = s.vmi.cpu_model if s.vmi and s.running else (state.vm.cpu_model if state.vm else None)
+    return WhyNotResult(state.name, state.namespace, s, target, verdicts, fix, model_now, migrations, events)
