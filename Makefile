@@ -27,7 +27,7 @@ demo: $(VENV)/.installed
 	$(PLUGIN) set --cluster Skylake-Server-IBRS --dry-run=client -f $(DEMO)
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 clean:
 	rm -rf $(VENV) build dist man *.egg-info

@@ -1,6 +1,7 @@
 """Synthetic KubeVirt clusters for benchmarks: realistic node label sets, full node status, VMs.
 
-Nodes come in hardware classes built from libvirt's models (like tests/builders.py and the demo):
+Nodes come in hardware classes built from libvirt's models by testkit.kubevirt (the builder of
+the tests and the demo):
 several Intel generations, KubeVirt versions with and without the "all known models" migration
 labels, so nodes carry 150-550 labels. Each node has a full status (conditions, addresses,
 capacity, 50 images, nodeInfo) and managedFields that repeat every label key, as real nodes do.
@@ -14,10 +15,8 @@ from typing import Dict, List
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from builders import CATALOG, host_features, usable_models  # noqa: E402
-from cpumodel.core.catalog import DEFAULT_OBSOLETE_CPU_MODELS  # noqa: E402
+from testkit import kubevirt as kv  # noqa: E402
 
 # host model, models the CPU implements, all-known migration labels (KubeVirt >= 1.7), extra features
 CLASSES = (
@@ -34,26 +33,14 @@ IMAGES = [{"names": ["registry.suse.com/harvester/component-%02d@sha256:%064x" %
 
 
 def class_labels(host_model: str, models: List[str], all_known: bool, extra) -> Dict[str, str]:
-    features = host_features(models, extra)
-    usable = usable_models(features)
-    labels = {"kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64",
-              "beta.kubernetes.io/os": "linux", "kubevirt.io/schedulable": "true", "cpumanager": "false",
-              "kubevirt.io/cpumanager": "false", "kubevirt.io/ksm-enabled": "false",
-              "cpu-vendor.node.kubevirt.io/Intel": "true", "host-model-cpu.node.kubevirt.io/" + host_model: "true",
-              "cpu-timer.node.kubevirt.io/tsc-frequency": "2394454000", "cpu-timer.node.kubevirt.io/tsc-scalable": "false",
-              "scheduling.node.kubevirt.io/tsc-frequency-2394454000": "true", "harvesterhci.io/managed": "true",
-              "topology.kubernetes.io/zone": "zone-a", "node.kubernetes.io/instance-type": "rke2"}
-    labels.update({"cpu-model.node.kubevirt.io/" + m: "true" for m in usable})
-    migration = [m for m in CATALOG.names() if m not in DEFAULT_OBSOLETE_CPU_MODELS] if all_known else usable + [host_model]
-    labels.update({"cpu-model-migration.node.kubevirt.io/" + m: "true" for m in migration})
-    labels.update({"cpu-feature.node.kubevirt.io/" + f: "true" for f in features})
-    labels.update({"host-model-required-features.node.kubevirt.io/" + f: "true"
-                   for f in features - CATALOG.features(host_model)})
-    labels.update({"machine-type.node.kubevirt.io/" + t: "true" for t in ("q35", "pc", "pc-q35-8.2", "pc-q35-9.2")})
-    labels.update({"hyperv.node.kubevirt.io/" + h: "true" for h in ("base", "frequencies", "ipi", "reenlightenment",
-                                                                  "reset", "runtime", "synic", "synic2", "synictimer",
-                                                                  "time", "tlbflush", "vpindex")})
-    return labels
+    cpu = kv.cpu_view(host_model, kv.host_features(models, extra), all_known=all_known,
+                      machine_types=("q35", "pc", "pc-q35-8.2", "pc-q35-9.2"), hyperv=kv.HYPERV,
+                      tsc=2394454000, scalable=False)
+    return kv.node_labels("node", cpu, {"beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
+                                         "cpumanager": "false", "kubevirt.io/cpumanager": "false",
+                                         "kubevirt.io/ksm-enabled": "false", "harvesterhci.io/managed": "true",
+                                         "topology.kubernetes.io/zone": "zone-a",
+                                         "node.kubernetes.io/instance-type": "rke2"})
 
 
 def managed_fields(labels: Dict[str, str]) -> List[dict]:
@@ -103,35 +90,12 @@ def vms(count: int, node_count: int) -> List[dict]:
     out = []
     for i in range(count):
         ns, name = "bench-%02d" % (i % 20), "vm-%05d" % i
-        node = "node-%05d" % (i % node_count)
-        template = {"domain": {"cpu": {"cores": 2}, "devices": {}, "machine": {"type": "q35"},
-                               "resources": {"requests": {"memory": "4Gi"}}}}
-        out.append({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-                    "metadata": {"name": name, "namespace": ns, "uid": "uid-vm-" + name},
-                    "spec": {"runStrategy": "Always", "template": {"spec": template}},
-                    "status": {"printableStatus": "Running"}})
-        out.append({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-                    "metadata": {"name": name, "namespace": ns, "uid": "uid-vmi-" + name},
-                    "spec": {"domain": {"cpu": {"model": "host-model", "cores": 2}, "machine": {"type": "q35"}},
-                             "architecture": "amd64"},
-                    "status": {"phase": "Running", "nodeName": node, "machine": {"type": "pc-q35-9.2"},
-                               "conditions": [{"type": "LiveMigratable", "status": "True"}]}})
-        out.append({"apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": "virt-launcher-%s-abcde" % name, "namespace": ns, "uid": "uid-pod-" + name,
-                                 "creationTimestamp": "2026-11-01T00:00:00Z",
-                                 "labels": {"kubevirt.io": "virt-launcher", "kubevirt.io/created-by": "uid-vmi-" + name},
-                                 "ownerReferences": [{"kind": "VirtualMachineInstance", "name": name, "uid": "uid-vmi-" + name}]},
-                    "spec": {"nodeName": node, "nodeSelector": {"kubevirt.io/schedulable": "true",
-                                                                "kubernetes.io/arch": "amd64",
-                                                                "machine-type.node.kubevirt.io/pc-q35-9.2": "true"}},
-                    "status": {"phase": "Running"}})
+        vm = kv.vm(name, ns=ns)
+        the_vmi = kv.vmi_of(vm, "node-%05d" % (i % node_count))
+        out += [vm, the_vmi, kv.launcher(the_vmi)]
     return out
 
 
 def cluster(node_count: int, vm_count: int) -> List[dict]:
-    kubevirt = {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
-                "metadata": {"name": "kubevirt", "namespace": "harvester-system"},
-                "spec": {"configuration": {}}, "status": {"observedKubeVirtVersion": "v1.8.4"}}
-    namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
-                  for n in ["default", "harvester-system"] + ["bench-%02d" % i for i in range(20)]]
-    return nodes(node_count) + vms(vm_count, node_count) + [kubevirt] + namespaces
+    namespaces = [kv.namespace(n) for n in ["default", "harvester-system"] + ["bench-%02d" % i for i in range(20)]]
+    return nodes(node_count) + vms(vm_count, node_count) + [kv.kubevirt(namespace="harvester-system")] + namespaces

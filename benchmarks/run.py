@@ -22,9 +22,9 @@ from typing import Dict, List, Tuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, ROOT)
 
-from conftest import kubectl_binary, write_kubeconfig  # noqa: E402
+from testkit.harness import kubectl_binary, write_kubeconfig  # noqa: E402
 
 LAUNCHER = os.path.join(ROOT, "kubectl-cpumodel")
 TARGETS = {"common": 0.25, "diff (matrix)": 0.35, "why-not vm/x": 0.35}
@@ -54,7 +54,7 @@ SERVER = """
 import sys, time
 sys.path[:0] = [%r, %r]
 import generate
-from fakekube import FakeKube, serve
+from testkit.fakekube import FakeKube, serve
 api = FakeKube(gzip_enabled=True, metadata_lists=True)
 api.cache_responses = True
 for obj in generate.cluster(%d, %d):
@@ -68,7 +68,7 @@ sys.stdin.read()
 def start_server(nodes: int, vms: int):
     """The fake API server in its own process, so this driver stays small (children's peak RSS
     counts the parent's pages until exec) and the server's CPU is not charged to this process."""
-    proc = subprocess.Popen([sys.executable, "-c", SERVER % (HERE, os.path.join(ROOT, "tests"), nodes, vms)],
+    proc = subprocess.Popen([sys.executable, "-c", SERVER % (HERE, ROOT, nodes, vms)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()
     if not line.startswith("READY "):

@@ -11,7 +11,7 @@ import sys
 from typing import List, Mapping, Optional, TextIO
 
 from cpumodel.errors import CpuModelError, ExitCode, UsageError
-from cpumodel.parser import COMMANDS, GLOBAL_DEFAULTS, build_parser
+from cpumodel.parser import COMMANDS, build_parser, parse
 
 
 def program_name(argv0: str) -> str:
@@ -21,25 +21,22 @@ def program_name(argv0: str) -> str:
 
 def main(argv: Optional[List[str]] = None, stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None,
          env: Optional[Mapping[str, str]] = None) -> int:
+    """The whole command line; streams and environment are injectable so tests run it in-process."""
+    prog = program_name(sys.argv[0]) if argv is None else "kubectl cpumodel"
     argv = sys.argv[1:] if argv is None else argv
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     if argv[:1] == ["__complete"]:  # kubectl_complete-cpumodel for krew installs calls this
         from cpumodel.completion import complete
 
-        return complete(argv[1:], stdout)
+        return complete(argv[1:], stdout, env)
     try:
-        parser = build_parser(program_name(sys.argv[0]))
         if not argv:
-            parser.print_help(stdout)
+            build_parser(prog, stdout).print_help()
             return ExitCode.OK
-        try:
-            args = parser.parse_args(argv)
-        except SystemExit as exc:  # --help and --version end here
-            return int(exc.code or 0)
-        for key, value in GLOBAL_DEFAULTS.items():
-            if not hasattr(args, key):
-                setattr(args, key, value)
+        args = parse(argv, prog, stdout)
+        if args is None:  # --help and --version answered
+            return ExitCode.OK
         if args.command is None:
             raise UsageError("a command is required: one of %s" % ", ".join(COMMANDS))
         from cpumodel.commands.context import Environment

@@ -2,89 +2,108 @@
 
 kubectl runs `kubectl_complete-cpumodel ARGS... WORD` and reads one candidate per
 line, then a Cobra directive line (`:4` = no file completion, `:0` = files).
-Candidates that need no API call (subcommands, flags, -o values) import nothing
-heavy; names of nodes, VMs and models are read from the cluster or from -f files.
+Flags, which of them take a value, their fixed choices and which name files all come
+from the real parser. Candidates that need no API call import nothing heavy; names of
+nodes, VMs and models are read from the cluster or from -f files.
 """
 from __future__ import annotations
 
+import argparse
+import os
 import sys
-from typing import Iterable, List, Optional, TextIO, Tuple
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Mapping, Optional, TextIO, Tuple
 
 NO_FILES = ":4"
 FILES = ":0"
 ERROR = ":1"
-FILE_FLAGS = {"-f", "--filename", "--kubeconfig"}
-VALUE_FLAGS = {"--context", "-n", "--namespace", "--request-timeout", "-o", "--output", "-v", "--v", "-l",
-               "--selector", "--dry-run", "--target"} | FILE_FLAGS
-FIXED_VALUES = {"-o": ("table", "wide", "json", "yaml"), "--output": ("table", "wide", "json", "yaml"),
-                "--dry-run": ("none", "client", "server"), "--target": ("kubevirt", "managedchart")}
+LOOKUP_TIMEOUT = "5s"  # a completion must not hang the shell on a dead cluster
 
 
-def _split(words: List[str]):
-    """(subcommand, positionals, flag values) from the words typed before the current one."""
-    command, positionals, values = None, [], {}
+@dataclass(frozen=True)
+class FlagSpec:
+    """What completion needs to know of the parser's flags."""
+
+    options: Dict[Optional[str], List[str]]  # command (None: top level) -> its flags
+    takes_value: frozenset
+    choices: Dict[str, Tuple[str, ...]]
+    files: frozenset
+
+
+def flag_spec() -> FlagSpec:
+    from cpumodel.parser import FILE_METAVAR, build_parser, subcommand_parsers
+
+    top = build_parser()
+    parsers: Dict[Optional[str], argparse.ArgumentParser] = {None: top}
+    parsers.update(subcommand_parsers(top))
+    options, takes_value, choices, files = {}, set(), {}, set()
+    for command, parser in parsers.items():
+        actions = [a for a in parser._actions if a.option_strings]
+        options[command] = sorted({o for a in actions for o in a.option_strings if o.startswith("--") or len(o) == 2})
+        for action in actions:
+            if action.nargs == 0:
+                continue
+            takes_value.update(action.option_strings)
+            if action.choices:
+                choices.update({o: tuple(action.choices) for o in action.option_strings})
+            if action.metavar == FILE_METAVAR:
+                files.update(action.option_strings)
+    return FlagSpec(options, frozenset(takes_value), choices, frozenset(files))
+
+
+def _split(words: List[str], spec: FlagSpec):
+    """(subcommand, positionals, flags as token groups) from the words typed before the current one."""
+    command, positionals, flags = None, [], []
     i = 0
     while i < len(words):
         word = words[i]
         if word.startswith("-"):
-            name, eq, value = word.partition("=")
-            if name in VALUE_FLAGS and not eq and i + 1 < len(words):
-                values.setdefault(name, []).append(words[i + 1])
+            name, eq, _ = word.partition("=")
+            flags.append([name, word])
+            if name in spec.takes_value and not eq and i + 1 < len(words):
+                flags[-1].append(words[i + 1])
                 i += 1
-            elif eq:
-                values.setdefault(name, []).append(value)
         elif command is None:
             command = word
         else:
             positionals.append(word)
         i += 1
-    return command, positionals, values
+    return command, positionals, flags
 
 
-def _flags(command: Optional[str]) -> List[str]:
-    from cpumodel.parser import build_parser
+def _global_args(flags: List[List[str]], spec: FlagSpec) -> argparse.Namespace:
+    """The global flags typed so far, parsed by the real parser."""
+    from cpumodel.parser import build_parser, with_global_defaults
 
-    parser = build_parser()
-    actions = list(parser._actions)
-    if command:
-        sub = next((a for a in parser._actions if hasattr(a, "choices") and isinstance(a.choices, dict)), None)
-        if sub is not None and command in sub.choices:
-            actions = list(sub.choices[command]._actions)
-    return sorted({o for a in actions for o in a.option_strings if o.startswith("--") or len(o) == 2})
+    tokens = [t for group in flags if group[0] in spec.options[None] for t in group[1:]]
+    args, _ = build_parser().parse_known_args(tokens)
+    return with_global_defaults(args)
 
 
-def _contexts(values) -> List[str]:
-    import os
-
+def _contexts(args: argparse.Namespace, env: Mapping[str, str]) -> List[str]:
     from cpumodel.sources.kubeconfig import kubeconfig_paths, merge_kubeconfigs
 
-    paths = kubeconfig_paths((values.get("--kubeconfig") or [None])[-1], os.environ)
+    paths = kubeconfig_paths(args.kubeconfig, env)
     return sorted(c.get("name", "") for c in merge_kubeconfigs(paths).get("contexts") or [])
 
 
-def _reader(values):
-    import argparse
+def _reader(args: argparse.Namespace, env: Mapping[str, str]):
     import io
-    import os
 
     from cpumodel.commands.context import Environment, open_source
-    from cpumodel.parser import GLOBAL_DEFAULTS
+    from cpumodel.sources.kubeclient import parse_duration
     from cpumodel.sources.reader import ClusterReader
 
-    last = lambda flag, alt=None: (values.get(flag) or values.get(alt) or [None])[-1]  # noqa: E731
-    args = argparse.Namespace(**dict(GLOBAL_DEFAULTS, filename=values.get("-f") or values.get("--filename"),
-                                     kubeconfig=last("--kubeconfig"), context=last("--context"),
-                                     namespace=last("-n", "--namespace"), request_timeout="5s"))
-    env = Environment(stdout=io.StringIO(), stderr=io.StringIO(), env=dict(os.environ))
-    return ClusterReader(open_source(args, env))
+    environment = Environment(stdout=io.StringIO(), stderr=io.StringIO(), env=dict(env))
+    return ClusterReader(open_source(args, environment, parse_duration(LOOKUP_TIMEOUT)))
 
 
-def _api_candidates(kind: str, values) -> List[str]:
+def _api_candidates(kind: str, args: argparse.Namespace, env: Mapping[str, str]) -> List[str]:
     from cpumodel.core.labels import CPU_MODEL
     from cpumodel.objects import CPU_MODES
     from cpumodel.sources import resources as r
 
-    reader = _reader(values)
+    reader = _reader(args, env)
     if kind == "nodes":
         return [n.name for n in reader.nodes(view="metadata")]
     if kind == "vms":
@@ -97,50 +116,50 @@ def _api_candidates(kind: str, values) -> List[str]:
     return sorted(models) + list(CPU_MODES)
 
 
-def _positional_kinds(command: str, positionals: List[str], values) -> List[str]:
+def _positional_kinds(command: str, positionals: List[str], cluster: bool) -> List[str]:
     if command == "diff":
         return ["nodes"]
     if command == "why-not":
         return ["vms"] if not positionals else (["nodes"] if len(positionals) == 1 else [])
     if command == "set":
-        if "--cluster" in values or any(p == "--cluster" for p in positionals):
+        if cluster:
             return ["models"] if not positionals else []
         return ["vms", "models"]
     return []
 
 
-def candidates(words: List[str], current: str) -> Tuple[List[str], str]:
+def candidates(words: List[str], current: str, env: Mapping[str, str]) -> Tuple[List[str], str]:
     from cpumodel.parser import COMMANDS
 
-    command, positionals, values = _split(words)
+    spec = flag_spec()
+    command, positionals, flags = _split(words, spec)
     previous = words[-1] if words else ""
-    if previous in VALUE_FLAGS and "=" not in previous:
-        if previous in FILE_FLAGS:
+    if previous in spec.takes_value:
+        if previous in spec.files:
             return [], FILES
-        if previous in FIXED_VALUES:
-            return list(FIXED_VALUES[previous]), NO_FILES
+        if previous in spec.choices:
+            return list(spec.choices[previous]), NO_FILES
         if previous == "--context":
-            return _contexts(values), NO_FILES
+            return _contexts(_global_args(flags[:-1], spec), env), NO_FILES
         if previous in ("-n", "--namespace"):
-            return _api_candidates("namespaces", values), NO_FILES
+            return _api_candidates("namespaces", _global_args(flags[:-1], spec), env), NO_FILES
         return [], NO_FILES
     if current.startswith("-"):
-        return _flags(command if command in COMMANDS else None), NO_FILES
+        return spec.options[command if command in COMMANDS else None], NO_FILES
     if command is None:
         return list(COMMANDS), NO_FILES
-    if "--cluster" in words:
-        values["--cluster"] = [""]
     found: List[str] = []
-    for kind in _positional_kinds(command, positionals, values):
-        found.extend(_api_candidates(kind, values))
+    args = _global_args(flags, spec)
+    for kind in _positional_kinds(command, positionals, any(g[0] == "--cluster" for g in flags)):
+        found.extend(_api_candidates(kind, args, env))
     return found, NO_FILES
 
 
-def complete(args: List[str], out: TextIO) -> int:
+def complete(args: List[str], out: TextIO, env: Optional[Mapping[str, str]] = None) -> int:
     """args: the words typed after `kubectl cpumodel`, the last one being completed (may be "")."""
     words, current = (args[:-1], args[-1]) if args else ([], "")
     try:
-        found, directive = candidates(words, current)
+        found, directive = candidates(words, current, os.environ if env is None else env)
     except Exception:  # completion must never print a traceback into the user's shell
         out.write(ERROR + "\n")
         return 0

@@ -6,6 +6,10 @@ completion build the parser without importing the core, the client, yaml or tabu
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
+import sys
+from typing import List, Optional
 
 from cpumodel import __version__
 from cpumodel.errors import UsageError
@@ -16,6 +20,8 @@ COMMANDS = {"diff": "cpumodel.commands.diff", "common": "cpumodel.commands.commo
 GLOBAL_DEFAULTS = {"kubeconfig": None, "context": None, "namespace": None, "request_timeout": "0",
                    "filename": None, "output": "table", "v": 0}
 OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
+DRY_RUN_MODES = ("none", "client", "server")
+FILE_METAVAR = "PATH"  # flags whose value is a file name (shell completion offers files)
 
 DESCRIPTION = """Find, explain and fix CPU-model live-migration blockers on KubeVirt and Harvester.
 
@@ -34,11 +40,41 @@ EPILOG = """examples:
   kubectl cpumodel common -f supportbundle_x.zip"""
 
 
+_INVALID_CHOICE = re.compile(r"argument (?P<flag>[^:]+): invalid choice: '(?P<value>.*)' \(choose from (?P<choices>.*)\)$")
+
+
+def explain_usage_error(message: str) -> str:
+    """argparse's wording where kubectl users expect kubectl's, and a "did you mean" for typos."""
+    bad = _INVALID_CHOICE.match(message)
+    if not bad:
+        return message
+    flag, value = bad.group("flag"), bad.group("value")
+    if "--output" in flag:
+        return ('unable to match a printer suitable for the output format "%s", allowed formats are: %s'
+                % (value, ",".join(OUTPUT_FORMATS)))
+    if "--dry-run" in flag:
+        return 'invalid --dry-run "%s": must be none, client or server' % value
+    choices = [c.strip().strip("'") for c in bad.group("choices").split(",")]
+    close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
+    if flag == "COMMAND":
+        return 'unknown command "%s" for "kubectl cpumodel"%s' % (
+            value, "; did you mean %s?" % close[0] if close else "; commands: " + ", ".join(choices))
+    return "%s%s" % (message, "; did you mean %s?" % close[0] if close else "")
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse exits 2 on usage errors; kubectl exits 1 with `error: …`."""
+    """argparse exits 2 on usage errors; kubectl exits 1 with `error: …`. Help goes to `output`."""
+
+    def __init__(self, *args, output=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.output = output
 
     def error(self, message: str):  # type: ignore[override]
-        raise UsageError(message)
+        raise UsageError(explain_usage_error(message))
+
+    def _print_message(self, message, file=None):  # type: ignore[override]
+        if message:
+            (self.output or file or sys.stdout).write(message)
 
 
 def global_flags() -> argparse.ArgumentParser:
@@ -55,7 +91,7 @@ def global_flags() -> argparse.ArgumentParser:
     g.add_argument("-f", "--filename", default=s, action="append", metavar="PATH",
                    help="Read objects from a YAML/JSON file, a directory or a Harvester support bundle "
                         "(.zip or extracted) instead of the cluster; repeatable")
-    g.add_argument("-o", "--output", default=s, metavar="FORMAT",
+    g.add_argument("-o", "--output", default=s, metavar="FORMAT", choices=OUTPUT_FORMATS,
                    help="Output format: table (default), wide, json, yaml")
     g.add_argument("-v", "--v", default=s, type=int, metavar="N", dest="v",
                    help="Log each API request (method, path, status, time) to stderr")
@@ -106,8 +142,9 @@ def add_set(subparsers, parents) -> None:
     p.add_argument("--cluster", action="store_true", help="Set the cluster-wide default (KubeVirt cpuModel)")
     add_selector(p, "the VMs to change")
     p.add_argument("--all", action="store_true", help="Every VM in the namespace")
-    p.add_argument("--dry-run", nargs="?", const="client", default="none", metavar="MODE",
-                   help="none (default), client (send nothing, show the change) or server (dryRun=All)")
+    p.add_argument("--dry-run", default="none", metavar="MODE", choices=DRY_RUN_MODES,
+                   help="--dry-run=none (default), client (send nothing, show the change) or server (dryRun=All); "
+                        "a bare --dry-run means client")
     p.add_argument("--force", action="store_true", help="Write even if nodes do not support the model")
     p.add_argument("--restart", action="store_true", help="Restart running VMs so the change applies now")
     p.add_argument("--target", choices=("kubevirt", "managedchart"),
@@ -115,15 +152,47 @@ def add_set(subparsers, parents) -> None:
                         "(default: the ManagedChart fleet-local/harvester when present)")
 
 
-def build_parser(prog: str = "kubectl cpumodel") -> argparse.ArgumentParser:
+def build_parser(prog: str = "kubectl cpumodel", output=None) -> argparse.ArgumentParser:
     parents = [global_flags()]
     parser = Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG, parents=parents,
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
+                    formatter_class=argparse.RawDescriptionHelpFormatter, output=output)
     parser.add_argument("--version", action="version", version="kubectl-cpumodel %s" % __version__)
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                       parser_class=lambda **kw: Parser(output=output, **kw))
     for add in (add_diff, add_common, add_why_not, add_set):
         add(subparsers, parents)
     return parser
+
+
+def subcommand_parsers(parser: argparse.ArgumentParser) -> dict:
+    """{command name: its parser} of a parser built by build_parser."""
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def kubectl_style(argv: List[str]) -> List[str]:
+    """kubectl's --dry-run takes a value only with `=`; bare, it means client (and never eats the next word)."""
+    out, passthrough = [], False
+    for word in argv:
+        passthrough = passthrough or word == "--"
+        out.append("--dry-run=client" if word == "--dry-run" and not passthrough else word)
+    return out
+
+
+def with_global_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Global flags use SUPPRESS defaults (so either side of the subcommand works); fill the absent ones."""
+    for key, value in GLOBAL_DEFAULTS.items():
+        if not hasattr(args, key):
+            setattr(args, key, value)
+    return args
+
+
+def parse(argv: List[str], prog: str = "kubectl cpumodel", output=None) -> Optional[argparse.Namespace]:
+    """The parsed command line; None when argparse already answered (--help, --version)."""
+    try:
+        return with_global_defaults(build_parser(prog, output).parse_args(kubectl_style(argv)))
+    except SystemExit:
+        return None
 
 
 def build_manpage_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,11 @@
-"""The real CLI in a subprocess on the bundled demo snapshot: offline, with network access forbidden."""
+"""The real CLI on the bundled demo snapshot: offline, with network access forbidden."""
 import json
 import sys
 import zipfile
 
-from conftest import BUNDLE, DEMO, inproc, run_cli, run_json
+import pytest
+
+from conftest import BUNDLE, DEMO, run_cli, run_json, run_subprocess
 
 
 def test_common_on_demo_snapshot_recommends_the_skylake_baseline():
@@ -101,15 +103,16 @@ def test_usage_errors_exit_1_with_one_error_line():
 
 
 def test_no_arguments_prints_help_and_version():
-    proc = run_cli([], offline=True)
-    assert proc.returncode == 0 and "why-not" in proc.stdout and "usage: kubectl cpumodel" in proc.stdout
-    ver = run_cli(["--version"], offline=True)
-    assert ver.returncode == 0 and ver.stdout.startswith("kubectl-cpumodel ")
+    for run in (run_cli, run_subprocess):
+        proc = run([], offline=True)
+        assert proc.returncode == 0 and "why-not" in proc.stdout and "usage: kubectl cpumodel" in proc.stdout
+        ver = run(["--version"], offline=True)
+        assert ver.returncode == 0 and ver.stdout.startswith("kubectl-cpumodel ")
 
 
 def test_help_imports_no_kubernetes_yaml_or_tabulate():
     code = ("import sys; sys.argv=['kubectl-cpumodel']; from cpumodel.cli import build_parser; build_parser(); import cpumodel.completion; "
-            "bad=[m for m in ('kubernetes','yaml','tabulate','urllib3','cpumodel.core.catalog','cpumodel.model') if m in sys.modules]; print(bad)")
+            "bad=[m for m in ('kubernetes','yaml','tabulate','urllib3','cpumodel.core.catalog','cpumodel.objects') if m in sys.modules]; print(bad)")
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=DEMO + "/../..")
@@ -146,15 +149,16 @@ def test_kind_list_and_multi_document_files(tmp_path, demo_objects):
 
 
 def test_inprocess_and_subprocess_agree():
-    code, out, err = inproc(["common", "-f", DEMO, "-o", "json"])
-    assert code == 0, err
-    assert json.loads(out) == run_json(["common", "-f", DEMO], offline=True)
+    for args in (["common", "-f", DEMO, "-o", "json"], ["why-not", "vm/db-1", "-f", DEMO],
+                 ["diff", "hv-01", "-f", DEMO], ["why-not", "vm/web-1", "hv-01", "-f", DEMO, "--exit-code"]):
+        inside, outside = run_cli(args, offline=True), run_subprocess(args, offline=True)
+        assert (inside.returncode, inside.stdout, inside.stderr) == (outside.returncode, outside.stdout, outside.stderr)
 
 
-def test_offline_network_guard_really_blocks(tmp_path):
-    # The guard must make a live command fail, or offline tests prove nothing.
-    from conftest import base_env, write_kubeconfig
-
-    kc = write_kubeconfig(str(tmp_path / "kc"), "http://127.0.0.1:9")
-    proc = run_cli(["common"], offline=True, env=base_env(KUBECONFIG=kc))
-    assert proc.returncode == 1 and proc.stderr.startswith("error: ")
+@pytest.mark.parametrize("run", [run_cli, run_subprocess])
+def test_offline_network_guard_really_blocks(live_env, run):
+    # The same command reaches the live fake server without the guard and fails with it:
+    # a guard that did nothing would let it pass, so offline tests would prove nothing.
+    assert run(["common", "-o", "json"], env=live_env).returncode == 0
+    proc = run(["common"], offline=True, env=live_env)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: ") and proc.stdout == ""

@@ -4,7 +4,7 @@ import os
 import pytest
 import yaml
 
-from builders import cpu_node, kubevirt, node
+from testkit.kubevirt import cpu_node, kubevirt, node
 from conftest import reference_data
 from cpumodel import objects
 from cpumodel.core.catalog import Catalog

@@ -28,7 +28,7 @@ def test_metadata_only_falls_back_to_full_objects(live_env, fake):
 
 
 def test_paging_follows_continue_and_restarts_on_410(live_env, fake, monkeypatch):
-    from builders import cpu_node
+    from testkit.kubevirt import cpu_node
 
     for i in range(620):
         fake.add(cpu_node("extra-%03d" % i, "Cascadelake-Server", ["Cascadelake-Server"]))
@@ -87,13 +87,11 @@ def test_5xx_and_429_are_retried_with_retry_after(live_env, fake):
 
 
 def test_request_timeout_is_not_multiplied_by_client_retries(live_env, fake):
-    import time
-
     fake.fault("GET", "^/api/v1/nodes$", delay=3.0, times=1)
-    started = time.monotonic()
     err = one_error(run_cli(["common", "--request-timeout", "1s"], env=live_env))
     assert "timed out after 1s" in err
-    assert time.monotonic() - started < 2.9
+    # One try: neither urllib3 nor our own retries repeat a request that timed out.
+    assert sum(r["path"] == "/api/v1/nodes" for r in fake.requests) == 1
 
 
 def test_unreachable_server_and_bad_kubeconfigs(tmp_path, fake):
@@ -137,7 +135,7 @@ def test_in_cluster_config_is_used_without_kubeconfig(tmp_path):
 
 
 def test_constant_requests_per_command(live_env, fake):
-    from builders import cpu_node
+    from testkit.kubevirt import cpu_node
 
     def count(args):
         fake.requests.clear()
@@ -154,7 +152,7 @@ def test_constant_requests_per_command(live_env, fake):
 
 
 def test_common_reads_readiness_from_the_node_table_and_without_it(live_env, fake):
-    from builders import cpu_node
+    from testkit.kubevirt import cpu_node
 
     fake.add(cpu_node("hv-down", "Broadwell", ["Broadwell"], ready=False))
     fake.add(cpu_node("hv-off", "Broadwell", ["Broadwell"], unschedulable=True))
@@ -175,7 +173,7 @@ def tls_fake(demo_objects, tmp_path):
     import ssl
     import subprocess
 
-    from fakekube import FakeKube, serve
+    from testkit.fakekube import FakeKube, serve
 
     if not shutil.which("openssl"):
         pytest.skip("openssl not available")

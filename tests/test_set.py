@@ -1,6 +1,7 @@
 """set: merge patches of one field, validated first, safe under concurrent edits (fake API server + kubectl)."""
 import copy
 import json
+import re
 
 import yaml
 
@@ -126,6 +127,7 @@ def test_selecting_vms(live_env, fake):
                        (["set", "vmi/web-1", "M"], "set works on VirtualMachines")):
         p = run_cli(args, env=live_env)
         assert p.returncode == 1 and p.stderr.startswith("error: "), (args, p.stderr)
+        assert re.search(text, p.stderr), (args, p.stderr)
 
 
 def test_restart_uses_the_kubevirt_subresource(live_env, fake):

@@ -4,7 +4,7 @@ import json
 import pytest
 import yaml
 
-from builders import cpu_node, kubevirt, launcher, node, vm, vmi
+from testkit.kubevirt import cpu_node, kubevirt, launcher, node, vm, vmi
 from conftest import DEMO, run_cli, run_json
 
 BASE = {"kubernetes.io/arch": "amd64", "kubevirt.io/schedulable": "true", "cpu-vendor.node.kubevirt.io/Intel": "true",

@@ -15,7 +15,6 @@ Usage: python tools/gen_demo.py [FIXTURES_DIR]
   else the CPUMODEL_FIXTURES environment variable; else ../shared/fixtures beside
   the repository. The tool stops with one line when the capture is missing.
 """
-import copy
 import io
 import os
 import sys
@@ -27,21 +26,23 @@ sys.path.insert(0, ROOT)
 
 import yaml  # noqa: E402
 
-from cpumodel.core.catalog import DEFAULT_OBSOLETE_CPU_MODELS, Catalog  # noqa: E402
+from testkit import kubevirt as kv  # noqa: E402
 
 FIXTURE = "node-labels__kubevirt-kubevirt__cpu_plugin_test__skylake-client-ibrs.yaml"
 OUT_DIR = os.path.join(ROOT, "examples", "demo-cluster")
 BUNDLE = os.path.join(ROOT, "examples", "supportbundle_demo.zip")
 BUNDLE_TOP = "supportbundle_5a1c0de0-demo_2026-11-25T09-00-00Z"
-CREATED = "2026-09-01T08:00:00Z"
+CREATED = kv.CREATED
 MACHINE_TYPES = ("q35", "pc", "pc-q35-8.2", "pc-q35-9.2", "pc-i440fx-8.2")
-HYPERV = ("base", "frequencies", "ipi", "reenlightenment", "reset", "runtime", "synic", "synic2",
-          "synictimer", "time", "tlbflush", "vpindex")
 KUBEVIRT_VERSION = "v1.8.4"
 # Hardware fixes that Cascade Lake and later report in IA32_ARCH_CAPABILITIES and Skylake-SP does not.
 NOT_ON_SKYLAKE = frozenset({"mds-no", "rdctl-no", "ibrs-all", "taa-no"})
+HARVESTER_NODE_LABELS = {"beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
+                         "harvesterhci.io/managed": "true", "node-role.kubernetes.io/control-plane": "true",
+                         "kubevirt.io/cpumanager": "false", "cpumanager": "false", "kubevirt.io/ksm-enabled": "false"}
+CORDON_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule", "timeAdded": "2026-11-24T17:00:00Z"}
 
-# name, host model, models whose features the host CPU has, TSC Hz, scalable, cordoned, role
+# name, host model, models whose features the host CPU has, TSC Hz, scalable, cordoned
 NODES = (
     ("hv-01", "Cascadelake-Server", ("Cascadelake-Server", "Cascadelake-Server-v5"), 2394454000, False, False),
     ("hv-02", "Cascadelake-Server", ("Cascadelake-Server", "Cascadelake-Server-v5"), 2394453000, False, False),
@@ -58,185 +59,68 @@ def fixture_extras(fixtures_dir):
     return {k[len(prefix):] for k in labels if k.startswith(prefix)}
 
 
-def host_features(catalog, models, extras):
-    return frozenset().union(*(catalog.features(m) for m in models)) | extras
-
-
-def node_labels(catalog, name, host_model, features, tsc, scalable):
-    usable = [m for m in catalog.names() if catalog.features(m) <= features and m not in DEFAULT_OBSOLETE_CPU_MODELS]
-    labels = {
-        "beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-        "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "harvesterhci.io/managed": "true",
-        "node-role.kubernetes.io/control-plane": "true", "kubevirt.io/schedulable": "true",
-        "kubevirt.io/cpumanager": "false", "cpumanager": "false", "kubevirt.io/ksm-enabled": "false",
-        "cpu-vendor.node.kubevirt.io/Intel": "true",
-        "host-model-cpu.node.kubevirt.io/" + host_model: "true",
-        "cpu-timer.node.kubevirt.io/tsc-frequency": str(tsc),
-        "cpu-timer.node.kubevirt.io/tsc-scalable": "true" if scalable else "false",
-        "scheduling.node.kubevirt.io/tsc-frequency-%d" % tsc: "true",
-    }
-    labels.update({"cpu-model.node.kubevirt.io/" + m: "true" for m in usable})
-    labels.update({"cpu-model-migration.node.kubevirt.io/" + m: "true" for m in catalog.names()
-                   if m not in DEFAULT_OBSOLETE_CPU_MODELS})
-    labels.update({"cpu-feature.node.kubevirt.io/" + f: "true" for f in features})
-    required = features - catalog.features(host_model)
-    labels.update({"host-model-required-features.node.kubevirt.io/" + f: "true" for f in required})
-    labels.update({"machine-type.node.kubevirt.io/" + t: "true" for t in MACHINE_TYPES})
-    labels.update({"hyperv.node.kubevirt.io/" + h: "true" for h in HYPERV})
-    return dict(sorted(labels.items()))
-
-
-def node_object(name, labels, cordoned=False, ready=True):
-    node = {
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "uid": "uid-node-" + name, "creationTimestamp": CREATED, "labels": labels,
-                     "annotations": {"kubevirt.io/heartbeat": "2026-11-25T08:59:00Z"}},
-        "spec": {"podCIDR": "10.52.0.0/24"},
-        "status": {
-            "conditions": [{"type": "Ready", "status": "True" if ready else "Unknown", "reason": "KubeletReady",
-                            "message": "kubelet is posting ready status"}],
-            "nodeInfo": {"architecture": "amd64", "bootID": "boot-" + name, "containerRuntimeVersion": "containerd://2.0.5",
-                         "kernelVersion": "6.4.0-150600.23.53-default", "kubeProxyVersion": "v1.33.5+rke2r1",
-                         "kubeletVersion": "v1.33.5+rke2r1", "machineID": "machine-" + name,
-                         "operatingSystem": "linux", "osImage": "Harvester v1.9.0", "systemUUID": "sys-" + name},
-        },
-    }
-    if cordoned:
-        node["spec"]["unschedulable"] = True
-        node["spec"]["taints"] = [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule",
-                                   "timeAdded": "2026-11-24T17:00:00Z"}]
-    return node
-
-
-def vm_object(ns, name, model=None, running=True, node_selector=None):
-    domain = {"cpu": {"cores": 2, "sockets": 1, "threads": 1}, "devices": {}, "machine": {"type": "q35"},
-              "resources": {"requests": {"memory": "4Gi"}}}
-    if model:
-        domain["cpu"]["model"] = model
-    spec = {"domain": domain}
-    if node_selector:
-        spec["nodeSelector"] = node_selector
-    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-            "metadata": {"name": name, "namespace": ns, "uid": "uid-vm-" + name, "creationTimestamp": CREATED,
-                         "generation": 3, "annotations": {"harvesterhci.io/vmRunStrategy": "RerunOnFailure"},
-                         "labels": {"app": name.split("-")[0], "harvesterhci.io/creator": "harvester"}},
-            "spec": {"runStrategy": "RerunOnFailure" if running else "Halted", "template": {
-                "metadata": {"labels": {"harvesterhci.io/vmName": name}}, "spec": spec}},
-            "status": {"printableStatus": "Running" if running else "Stopped", "ready": running,
-                       "created": running}}
-
-
-def vmi_object(vm, node, model, kubevirt_default=None):
-    ns, name = vm["metadata"]["namespace"], vm["metadata"]["name"]
-    spec = copy.deepcopy(vm["spec"]["template"]["spec"])
-    spec["domain"]["cpu"]["model"] = model or kubevirt_default or "host-model"
-    spec["architecture"] = "amd64"
-    spec["domain"]["machine"] = {"type": "q35"}
-    spec["affinity"] = {}
-    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-            "metadata": {"name": name, "namespace": ns, "uid": "uid-vmi-" + name, "creationTimestamp": CREATED,
-                         "labels": {"kubevirt.io/nodeName": node, "harvesterhci.io/vmName": name},
-                         "ownerReferences": [{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "name": name,
-                                              "uid": "uid-vm-" + name, "controller": True}]},
-            "spec": spec,
-            "status": {"phase": "Running", "nodeName": node, "machine": {"type": "pc-q35-9.2"},
-                       "conditions": [{"type": "Ready", "status": "True"},
-                                      {"type": "LiveMigratable", "status": "True"}],
-                       "activePods": {"uid-pod-" + name: node}}}
-
-
-def launcher_pod(vmi, extra_selector=None, suffix="abcde"):
-    name = vmi["metadata"]["name"]
-    model = vmi["spec"]["domain"]["cpu"]["model"]
-    selector = {"kubevirt.io/schedulable": "true", "kubernetes.io/arch": "amd64",
-                "machine-type.node.kubevirt.io/pc-q35-9.2": "true"}
-    selector.update(vmi["spec"].get("nodeSelector") or {})
-    if model not in ("host-model", "host-passthrough"):
-        selector["cpu-model.node.kubevirt.io/" + model] = "true"
-    selector.update(extra_selector or {})
-    pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": "virt-launcher-%s-%s" % (name, suffix), "namespace": vmi["metadata"]["namespace"],
-                        "uid": "uid-pod-" + name, "creationTimestamp": "2026-11-20T10:00:00Z",
-                        "labels": {"kubevirt.io": "virt-launcher", "kubevirt.io/created-by": vmi["metadata"]["uid"],
-                                   "vm.kubevirt.io/name": name, "vmi.kubevirt.io/id": name},
-                        "ownerReferences": [{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-                                             "name": name, "uid": vmi["metadata"]["uid"], "controller": True}]},
-           "spec": {"nodeName": vmi["status"]["nodeName"], "nodeSelector": dict(sorted(selector.items())),
-                    "containers": [{"name": "compute", "image": "registry.suse.com/suse/sles/15.7/virt-launcher:1.8.4"}],
-                    "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
-                                     "tolerationSeconds": 300}]},
-           "status": {"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True"}]}}
-    if model == "host-model":
-        pod["spec"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [{"matchExpressions": [
-                {"key": "node-labeller.kubevirt.io/obsolete-host-model", "operator": "DoesNotExist"}]}]}}}
-    return pod
-
-
-def build(fixtures_dir):
-    catalog = Catalog.load()
-    extras = fixture_extras(fixtures_dir)
-    objects, labels_by_node = [], {}
+def demo_nodes(extras):
+    objects = []
     for name, host_model, models, tsc, scalable, cordoned in NODES:
         own_extras = extras - NOT_ON_SKYLAKE if host_model.startswith("Skylake") else extras
-        labels = node_labels(catalog, name, host_model, host_features(catalog, models, own_extras), tsc, scalable)
-        labels_by_node[name] = labels
-        objects.append(node_object(name, labels, cordoned))
+        cpu = kv.cpu_view(host_model, kv.host_features(models, own_extras), machine_types=MACHINE_TYPES,
+                          hyperv=kv.HYPERV, tsc=tsc, scalable=scalable)
+        objects.append(kv.node(name, kv.node_labels(name, cpu, HARVESTER_NODE_LABELS), unschedulable=cordoned,
+                               taints=[CORDON_TAINT] if cordoned else None))
     witness = {"beta.kubernetes.io/arch": "amd64", "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": "hv-witness",
                "kubernetes.io/os": "linux", "node-role.harvesterhci.io/witness": "true",
                "node-role.kubernetes.io/etcd": "true"}
-    objects.append(node_object("hv-witness", witness))
-    for ns in ("default", "prod", "harvester-system", "fleet-local", "kube-system"):
-        objects.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "uid": "uid-ns-" + ns,
-                                                                              "creationTimestamp": CREATED}})
-    objects.append({"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
-                    "metadata": {"name": "kubevirt", "namespace": "harvester-system", "uid": "uid-kubevirt",
-                                 "creationTimestamp": CREATED,
-                                 "annotations": {"meta.helm.sh/release-name": "harvester"}},
-                    "spec": {"configuration": {"developerConfiguration": {"featureGates": ["CPUManager", "HostDevices"]},
-                                               "vmRolloutStrategy": "LiveUpdate"},
-                             "workloadUpdateStrategy": {"workloadUpdateMethods": ["LiveMigrate"]}},
-                    "status": {"phase": "Deployed", "observedKubeVirtVersion": KUBEVIRT_VERSION}})
-    objects.append({"apiVersion": "management.cattle.io/v3", "kind": "ManagedChart",
-                    "metadata": {"name": "harvester", "namespace": "fleet-local", "uid": "uid-mc-harvester",
-                                 "creationTimestamp": CREATED},
-                    "spec": {"chart": "harvester", "releaseName": "harvester", "defaultNamespace": "harvester-system",
-                             "version": "1.9.0", "values": {"kubevirt": {"spec": {"monitorAccount": "rancher-monitoring-operator",
-                                                                                     "monitorNamespace": "cattle-monitoring-system"}}}}})
+    objects.append(kv.node("hv-witness", witness))
+    return objects
+
+
+def harvester_objects():
+    kubevirt = kv.kubevirt(KUBEVIRT_VERSION, namespace="harvester-system", configuration={
+        "developerConfiguration": {"featureGates": ["CPUManager", "HostDevices"]}, "vmRolloutStrategy": "LiveUpdate"})
+    kubevirt["metadata"]["annotations"] = {"meta.helm.sh/release-name": "harvester"}
+    kubevirt["spec"]["workloadUpdateStrategy"] = {"workloadUpdateMethods": ["LiveMigrate"]}
+    chart = {"apiVersion": "management.cattle.io/v3", "kind": "ManagedChart",
+             "metadata": {"name": "harvester", "namespace": "fleet-local", "uid": "uid-mc-harvester",
+                          "creationTimestamp": CREATED},
+             "spec": {"chart": "harvester", "releaseName": "harvester", "defaultNamespace": "harvester-system",
+                      "version": "1.9.0", "values": {"kubevirt": {"spec": {"monitorAccount": "rancher-monitoring-operator",
+                                                                              "monitorNamespace": "cattle-monitoring-system"}}}}}
+    return [kv.namespace(ns) for ns in ("default", "prod", "harvester-system", "fleet-local", "kube-system")] + \
+        [kubevirt, chart]
+
+
+def build(fixtures_dir):
+    objects = demo_nodes(fixture_extras(fixtures_dir))
+    hv02 = next(o for o in objects if o["metadata"]["name"] == "hv-02")["metadata"]["labels"]
+    objects += harvester_objects()
     # web-1: host-model, booted on hv-03 (Sapphire Rapids), never migrated.
-    web = vm_object("default", "web-1")
-    web_vmi = vmi_object(web, "hv-03", None)
+    web = kv.vm("web-1")
+    web_vmi = kv.vmi_of(web, "hv-03")
     # db-1: host-model, booted on hv-02, migrated to hv-01: the selector stuck.
-    db = vm_object("default", "db-1")
-    db_vmi = vmi_object(db, "hv-01", None)
+    db = kv.vm("db-1")
+    db_vmi = kv.vmi_of(db, "hv-01")
     sticky = {"cpu-model-migration.node.kubevirt.io/Cascadelake-Server": "true"}
     sticky.update({k.replace("host-model-required-features.", "cpu-feature."): "true"
-                   for k in labels_by_node["hv-02"] if k.startswith("host-model-required-features.")})
+                   for k in hv02 if k.startswith("host-model-required-features.")})
     sticky["cpu-vendor.node.kubevirt.io/Intel"] = "true"
     db_vmi["status"]["migrationState"] = {"sourceNode": "hv-02", "targetNode": "hv-01", "completed": True,
                                           "migrationUid": "uid-vmim-db-1-move"}
     # app-1: named model, runs anywhere that model is usable.
-    app = vm_object("prod", "app-1", model="Skylake-Server-IBRS")
-    app_vmi = vmi_object(app, "hv-04", "Skylake-Server-IBRS")
+    app = kv.vm("app-1", model="Skylake-Server-IBRS", ns="prod")
+    app_vmi = kv.vmi_of(app, "hv-04")
     # legacy-1: a leftover hostname pin from an old Harvester Migrate action.
-    legacy = vm_object("default", "legacy-1", model="Skylake-Server-IBRS", node_selector={"kubernetes.io/hostname": "hv-02"})
-    legacy_vmi = vmi_object(legacy, "hv-02", "Skylake-Server-IBRS")
+    legacy = kv.vm("legacy-1", model="Skylake-Server-IBRS", node_selector={"kubernetes.io/hostname": "hv-02"})
+    legacy_vmi = kv.vmi_of(legacy, "hv-02")
     # batch-1: stopped, named model Cascadelake-Server.
-    batch = vm_object("default", "batch-1", model="Cascadelake-Server", running=False)
-    objects += [web, web_vmi, launcher_pod(web_vmi), db, db_vmi, launcher_pod(db_vmi, sticky, "fghij"),
-                app, app_vmi, launcher_pod(app_vmi), legacy, legacy_vmi, launcher_pod(legacy_vmi), batch]
-    objects += failed_migration()
-    return objects
+    batch = kv.vm("batch-1", model="Cascadelake-Server", running=False)
+    objects += [web, web_vmi, kv.launcher(web_vmi), db, db_vmi, kv.launcher(db_vmi, sticky, suffix="fghij"),
+                app, app_vmi, kv.launcher(app_vmi), legacy, legacy_vmi, kv.launcher(legacy_vmi), batch]
+    return objects + failed_migration()
 
 
 def failed_migration():
-    vmim = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
-            "metadata": {"name": "db-1-drain-hv01", "namespace": "default", "uid": "uid-vmim-db-1-drain",
-                         "creationTimestamp": "2026-11-25T08:30:00Z", "labels": {"kubevirt.io/vmi-name": "db-1"}},
-            "spec": {"vmiName": "db-1"},
-            "status": {"phase": "Failed", "phaseTransitionTimestamps": [
-                {"phase": "Scheduling", "phaseTransitionTimestamp": "2026-11-25T08:30:01Z"},
-                {"phase": "Failed", "phaseTransitionTimestamp": "2026-11-25T08:35:02Z"}]}}
+    vmim = kv.migration("db-1-drain-hv01", "db-1", "Failed", transitions=(
+        ("Scheduling", "2026-11-25T08:30:01Z"), ("Failed", "2026-11-25T08:35:02Z")))
     events = [
         ("db-1", "VirtualMachineInstance", "NoSuitableNodesForHostModelMigration",
          "Migration cannot proceed since no node is suitable to run the required CPU model / required features: "
@@ -246,15 +130,8 @@ def failed_migration():
         ("db-1-drain-hv01", "VirtualMachineInstanceMigration", "FailedMigration",
          "Migration target pod was removed during active migration.", "2026-11-25T08:35:02Z"),
     ]
-    out = [vmim]
-    for i, (obj, kind, reason, message, ts) in enumerate(events):
-        out.append({"apiVersion": "v1", "kind": "Event",
-                    "metadata": {"name": "%s.%d" % (obj, i), "namespace": "default", "uid": "uid-ev-%d" % i,
-                                 "creationTimestamp": ts},
-                    "involvedObject": {"kind": kind, "name": obj, "namespace": "default", "apiVersion": "kubevirt.io/v1"},
-                    "reason": reason, "message": message, "type": "Warning", "count": 1, "lastTimestamp": ts,
-                    "firstTimestamp": ts, "source": {"component": "virtualmachine-controller"}})
-    return out
+    return [vmim] + [kv.event("%s.%d" % (obj, i), obj, kind, reason, message, ts)
+                     for i, (obj, kind, reason, message, ts) in enumerate(events)]
 
 
 FILES = (("nodes.yaml", ("Node",)), ("namespaces.yaml", ("Namespace",)), ("kubevirt.yaml", ("KubeVirt", "ManagedChart")),

@@ -12,7 +12,6 @@ from typing import Callable, Dict, List, Optional, TextIO, Tuple, TypeVar
 
 from cpumodel.errors import UsageError
 from cpumodel.objects import VM_KIND_NAMES, VMI_KIND_NAMES
-from cpumodel.parser import OUTPUT_FORMATS
 from cpumodel.sources.base import Source
 
 T = TypeVar("T")
@@ -60,14 +59,6 @@ class Common:
     timeout: Optional[float]
 
 
-def output_format(args: argparse.Namespace) -> str:
-    fmt = args.output
-    if fmt not in OUTPUT_FORMATS:
-        raise UsageError('unable to match a printer suitable for the output format "%s", allowed formats are: %s'
-                         % (fmt, ",".join(OUTPUT_FORMATS)))
-    return fmt
-
-
 def request_timeout(args: argparse.Namespace) -> Optional[float]:
     from cpumodel.sources.kubeclient import parse_duration
 
@@ -78,15 +69,14 @@ def request_timeout(args: argparse.Namespace) -> Optional[float]:
 
 
 def common_options(args: argparse.Namespace, problems: Problems) -> Common:
-    fmt = problems.check(lambda: output_format(args))
     timeout = problems.check(lambda: request_timeout(args))
-    return Common(fmt or "table", timeout)
+    return Common(args.output, timeout)  # the parser already limits -o to OUTPUT_FORMATS
 
 
 def checked_selector(selector: Optional[str]) -> Optional[str]:
     """A -l value that parses, so a typo is a usage error before anything is read."""
     if selector:
-        from cpumodel.core.labelselector import parse_selector
+        from cpumodel.core.api_selectors import parse_selector
 
         parse_selector(selector)
     return selector

@@ -19,7 +19,6 @@ from cpumodel.sources.reader import HARVESTER_CHART, ClusterReader
 
 MERGE_PATCH = "application/merge-patch+json"
 CONFLICT_RETRIES = 3
-DRY_RUN_MODES = ("none", "client", "server")
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,6 @@ def options(args: argparse.Namespace) -> Options:
             model = positional.pop()
         else:
             problems.add("a CPU model is required (or --clear)")
-    if args.dry_run not in DRY_RUN_MODES:
-        problems.add('invalid --dry-run "%s": must be none, client or server' % args.dry_run)
     names = tuple(n for n in (problems.check(lambda ref=ref: vm_name(ref)) for ref in positional) if n is not None)
     selector = problems.check(lambda: checked_selector(args.selector))
     o = Options(common, model, names, selector, args.all, args.cluster, args.dry_run, args.force, args.restart,

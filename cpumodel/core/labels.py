@@ -144,6 +144,34 @@ def node_cpu(labels: Mapping[str, str]) -> NodeCpu:
     )
 
 
+def cpu_labels(cpu: NodeCpu) -> Dict[str, str]:
+    """The node labels KubeVirt writes for this CPU view: the inverse of node_cpu (kubevirt-rules §1.1).
+
+    Builders of test clusters, benchmarks and the demo use it, so their labels follow this
+    one vocabulary.
+    """
+    labels: Dict[str, str] = {}
+    for prefix, names in ((CPU_MODEL, cpu.models), (CPU_MODEL_MIGRATION, cpu.migration_models),
+                          (CPU_FEATURE, cpu.features), (HOST_MODEL_REQUIRED, cpu.host_model_required),
+                          (MACHINE_TYPE, cpu.machine_types), (HYPERV, cpu.hyperv), (TSC_SCHEDULING, cpu.tsc_scheduling)):
+        labels.update({prefix + name: "true" for name in names})
+    if cpu.host_model:
+        labels[HOST_MODEL_CPU + cpu.host_model] = "true"
+    if cpu.vendor:
+        labels[CPU_VENDOR + cpu.vendor] = "true"
+    if cpu.tsc_frequency is not None:
+        labels[TSC_FREQUENCY] = str(cpu.tsc_frequency)
+    if cpu.tsc_scalable is not None:
+        labels[TSC_SCALABLE] = "true" if cpu.tsc_scalable else "false"
+    if cpu.schedulable is not None:
+        labels[SCHEDULABLE] = "true" if cpu.schedulable else "false"
+    if cpu.obsolete_host_model:
+        labels[OBSOLETE_HOST_MODEL] = "true"
+    if cpu.witness:
+        labels[WITNESS] = "true"
+    return labels
+
+
 def kubevirt_labels(labels: Mapping[str, str]) -> Dict[str, str]:
     """Only the KubeVirt CPU/scheduling labels of a node (what diff compares)."""
     return {k: v for k, v in labels.items() if is_kubevirt_label(k)}

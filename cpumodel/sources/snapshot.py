@@ -13,7 +13,7 @@ import os
 import zipfile
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from cpumodel.core.labelselector import matches, parse_selector
+from cpumodel.core.api_selectors import fields_match, matches, parse_field_selector, parse_selector
 from cpumodel.errors import NotFound, SourceError
 from cpumodel.sources.base import Keep, Source
 from cpumodel.sources.resources import Resource
@@ -147,22 +147,6 @@ def load_objects(paths: Iterable[str]) -> List[Dict[str, Any]]:
     return objects
 
 
-def _field(obj: Dict[str, Any], dotted: str) -> str:
-    value: Any = obj
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _field_matches(obj: Dict[str, Any], field_selector: str) -> bool:
-    for clause in field_selector.split(","):
-        negate = "!=" in clause
-        key, _, value = clause.replace("!=", "=").replace("==", "=").partition("=")
-        if (_field(obj, key.strip()) == value.strip()) == negate:
-            return False
-    return True
-
-
 class SnapshotSource(Source):
     offline = True
 
@@ -178,6 +162,7 @@ class SnapshotSource(Source):
     def list(self, resource: Resource, namespace: Optional[str] = None, label_selector: Optional[str] = None,
              field_selector: Optional[str] = None, view: str = "full", keep: Keep = None) -> List[Any]:
         reqs = parse_selector(label_selector) if label_selector else None
+        field_reqs = parse_field_selector(field_selector) if field_selector else None
         found = []
         for obj in self._by_kind.get((resource.group, resource.kind), []):
             meta = obj.get("metadata") or {}
@@ -185,7 +170,7 @@ class SnapshotSource(Source):
                 continue
             if reqs is not None and not matches(reqs, meta.get("labels") or {}):
                 continue
-            if field_selector and not _field_matches(obj, field_selector):
+            if field_reqs is not None and not fields_match(field_reqs, obj):
                 continue
             found.append(obj)
         found.sort(key=lambda o: ((o.get("metadata") or {}).get("namespace", ""), (o.get("metadata") or {}).get("name", "")))

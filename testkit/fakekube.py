@@ -5,7 +5,8 @@ Legacy discovery, list/get with label and field selectors, metadata-only lists
 410), gzip, merge / JSON / strategic-merge patch (415 for custom resources),
 `dryRun=All`, resourceVersion conflicts (409), Status errors, injected faults
 and delays, the VM restart subresource, and a log of every request.
-Stdlib only. Standalone: `python tests/fakekube.py --port N FILE...` prints `READY <url>`.
+Label and field selectors use cpumodel.core.api_selectors, the offline source's own
+implementation. Standalone: `python -m testkit.fakekube --port N FILE...` prints `READY <url>`.
 """
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
+
+from cpumodel.core.api_selectors import (FieldRequirement, LabelRequirement, fields_match, matches,
+                                         parse_field_selector, parse_selector)
+from cpumodel.errors import UsageError
 
 # (group, version, plural) -> kind, namespaced, shortNames
 RESOURCES = {
@@ -53,63 +58,22 @@ class ApiStatus(Exception):
                 "reason": self.reason, "details": self.details, "code": self.code}
 
 
-def _selector_terms(text: str) -> List[Tuple[str, str, List[str]]]:
-    terms, depth, cur = [], 0, ""
-    for ch in text + ",":
-        if ch == "," and depth == 0:
-            part = cur.strip()
-            cur = ""
-            if not part:
-                continue
-            m = re.match(r"^([^\s!=]+)\s+(in|notin)\s*\((.*)\)$", part)
-            if m:
-                terms.append((m.group(1), m.group(2), [v.strip() for v in m.group(3).split(",") if v.strip()]))
-            elif "!=" in part:
-                k, v = part.split("!=", 1)
-                terms.append((k.strip(), "!=", [v.strip()]))
-            elif "=" in part:
-                k, v = re.split(r"==?", part, 1)
-                terms.append((k.strip(), "=", [v.strip()]))
-            elif part.startswith("!"):
-                terms.append((part[1:].strip(), "!", []))
-            elif re.match(r"^[A-Za-z0-9][-A-Za-z0-9_./]*$", part):
-                terms.append((part, "exists", []))
-            else:
-                raise ApiStatus(400, "BadRequest", "unable to parse requirement: %s" % part)
-            continue
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        cur += ch
-    return terms
+def _label_selector(text: str) -> List[LabelRequirement]:
+    try:
+        return parse_selector(text)
+    except UsageError as exc:
+        raise ApiStatus(400, "BadRequest", "unable to parse requirement: %s" % exc)
 
 
-def labels_match(selector: str, labels: Dict[str, str]) -> bool:
-    for key, op, values in _selector_terms(selector):
-        have = labels.get(key)
-        ok = {"=": have == values[0] if values else False, "!=": have != values[0], "exists": key in labels,
-              "!": key not in labels, "in": have in values, "notin": have not in values}[op]
-        if not ok:
-            return False
-    return True
-
-
-def _field_value(obj: dict, key: str) -> str:
-    cur: Any = obj
-    for part in key.split("."):
-        cur = cur.get(part) if isinstance(cur, dict) else None
-    if isinstance(cur, bool):
-        return "true" if cur else "false"
-    return "" if cur is None else str(cur)
-
-
-def fields_match(selector: str, obj: dict) -> bool:
-    for clause in filter(None, selector.split(",")):
-        m = re.match(r"^([^!=]+)(==|=|!=)(.*)$", clause)
-        if not m or m.group(1) not in FIELD_KEYS:
-            raise ApiStatus(400, "BadRequest", "field label not supported: %s" % (m.group(1) if m else clause))
-        equal = _field_value(obj, m.group(1)) == m.group(3)
-        if equal != (m.group(2) != "!="):
-            return False
-    return True
+def _field_selector(text: str) -> List[FieldRequirement]:
+    try:
+        reqs = parse_field_selector(text)
+    except UsageError as exc:
+        raise ApiStatus(400, "BadRequest", "invalid field selector: %s" % exc)
+    unsupported = [r.path for r in reqs if r.path not in FIELD_KEYS]
+    if unsupported:
+        raise ApiStatus(400, "BadRequest", "field label not supported: %s" % unsupported[0])
+    return reqs
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -306,9 +270,11 @@ class FakeKube:
             items = [o for ons, o in self._sorted(key) if not namespaced or ns is None or ons == ns]
             list_rv = str(self.last_rv)  # a read returns the store's revision; it does not advance it
         if query.get("labelSelector"):
-            items = [o for o in items if labels_match(query["labelSelector"], o["metadata"].get("labels") or {})]
+            reqs = _label_selector(query["labelSelector"])
+            items = [o for o in items if matches(reqs, o["metadata"].get("labels") or {})]
         if query.get("fieldSelector"):
-            items = [o for o in items if fields_match(query["fieldSelector"], o)]
+            field_reqs = _field_selector(query["fieldSelector"])
+            items = [o for o in items if fields_match(field_reqs, o)]
         start = 0
         if query.get("continue"):
             if self.expire_continue > 0:
@@ -473,7 +439,8 @@ def serve(fake: FakeKube, port: int = 0) -> Tuple[ThreadingHTTPServer, str]:
     handler = type("BoundHandler", (Handler,), {"fake": fake})
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # A short poll keeps shutdown() fast: tests start and stop a server each.
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     return server, "http://127.0.0.1:%d" % server.server_address[1]
 
 
