@@ -10,12 +10,15 @@ from cpumodel.objects import Node
 
 @dataclass(frozen=True)
 class VmNode:
-    node: Node
-    cpu: NodeCpu
+    """A node as the analyses of VM-capable nodes see it: its state and its CPU view, not its raw labels.
 
-    @property
-    def name(self) -> str:
-        return self.node.name
+    Keeping no label map lets thousands of nodes be summarised page by page (common, set).
+    """
+
+    name: str
+    unschedulable: bool
+    ready: Optional[bool]
+    cpu: NodeCpu
 
 
 @dataclass(frozen=True)
@@ -27,11 +30,12 @@ class NodeSet:
 
     @property
     def cordoned(self) -> List[str]:
-        return [n.name for n in self.capable if n.node.unschedulable]
+        return [n.name for n in self.capable if n.unschedulable]
 
 
-def exclusion_reason(node: Node, cpu: NodeCpu) -> Optional[str]:
+def exclusion_reason(node: VmNode) -> Optional[str]:
     """Why a node cannot host VMs, or None. Cordoned nodes are not excluded: they come back."""
+    cpu = node.cpu
     if cpu.witness:
         return "Harvester witness node (node-role.harvesterhci.io/witness): runs no VMs"
     if not cpu.has_cpu_labels:
@@ -70,14 +74,13 @@ class NodeCpuCache:
 
 
 class Summarizer:
-    """Node -> VmNode without its labels, page by page: `common` needs only the CPU view,
-    so thousands of label maps need not stay in memory."""
+    """Node -> VmNode, page by page, with node_cpu computed once per hardware class."""
 
     def __init__(self) -> None:
         self.cpu_of = NodeCpuCache()
 
     def __call__(self, node: Node) -> VmNode:
-        return VmNode(replace(node, labels={}), self.cpu_of(node.labels))
+        return VmNode(node.name, node.unschedulable, node.ready, self.cpu_of(node.labels))
 
 
 def split_nodes(nodes: Sequence[Union[Node, VmNode]]) -> NodeSet:
@@ -86,8 +89,8 @@ def split_nodes(nodes: Sequence[Union[Node, VmNode]]) -> NodeSet:
     excluded: List[Tuple[str, str]] = []
     summarize = Summarizer()
     for item in sorted(nodes, key=lambda n: n.name):
-        vm_node = item if isinstance(item, VmNode) else VmNode(item, summarize.cpu_of(item.labels))
-        reason = exclusion_reason(vm_node.node, vm_node.cpu)
+        vm_node = item if isinstance(item, VmNode) else summarize(item)
+        reason = exclusion_reason(vm_node)
         if reason:
             excluded.append((vm_node.name, reason))
         else:
