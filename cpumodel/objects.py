@@ -90,6 +90,10 @@ class Condition:
     message: str = ""
 
 
+def condition(conditions: Tuple[Condition, ...], ctype: str) -> Optional[Condition]:
+    return next((c for c in conditions if c.type == ctype), None)
+
+
 @dataclass(frozen=True)
 class CpuFeature:
     name: str
@@ -123,7 +127,7 @@ class VirtualMachineInstance:
         return self.phase == "Running" and bool(self.node_name)
 
     def condition(self, ctype: str) -> Optional[Condition]:
-        return next((c for c in self.conditions if c.type == ctype), None)
+        return condition(self.conditions, ctype)
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,7 @@ class Pod:
     owner_uids: Tuple[str, ...]
 
     def condition(self, ctype: str) -> Optional[Condition]:
-        return next((c for c in self.conditions if c.type == ctype), None)
+        return condition(self.conditions, ctype)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from cpumodel.core.api_selectors import (FieldRequirement, LabelRequirement, fields_match, matches,
                                          parse_field_selector, parse_selector)
+from cpumodel.core.plan import merge_patch
 from cpumodel.errors import UsageError
 
 # (group, version, plural) -> kind, namespaced, shortNames
@@ -74,18 +75,6 @@ def _field_selector(text: str) -> List[FieldRequirement]:
     if unsupported:
         raise ApiStatus(400, "BadRequest", "field label not supported: %s" % unsupported[0])
     return reqs
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            result.pop(k, None)
-        else:
-            result[k] = merge_patch(result.get(k), v)
-    return result
 
 
 def _pointer(path: str) -> List[str]:
@@ -363,7 +352,7 @@ class FakeKube:
                     what = "%s.%s" % (key[2], key[0]) if key[0] else key[2]
                     raise ApiStatus(409, "Conflict", 'Operation cannot be fulfilled on %s "%s": the object has been '
                                     "modified; please apply your changes to the latest version and try again" % (what, name))
-                updated = merge_patch(current, patch)
+                updated = copy.deepcopy(merge_patch(current, patch))  # RFC 7386, the plugin's own preview code
             elif ctype == "application/json-patch+json":
                 updated = json_patch(current, patch)
             elif ctype == "application/strategic-merge-patch+json":
