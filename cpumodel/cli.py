@@ -21,11 +21,32 @@ def program_name(argv0: str) -> str:
 
 def main(argv: Optional[List[str]] = None, stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None,
          env: Optional[Mapping[str, str]] = None) -> int:
-    """The whole command line; streams and environment are injectable so tests run it in-process."""
-    prog = program_name(sys.argv[0]) if argv is None else "kubectl cpumodel"
-    argv = sys.argv[1:] if argv is None else argv
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
+    """The whole command line; streams and environment are injectable so tests run it in-process.
+
+    Called as the program (no argv), it ends the process itself once the output is flushed:
+    interpreter teardown only costs time, and would wait for a request still stuck in a thread.
+    """
+    if argv is None:
+        code = run(sys.argv[1:], sys.stdout, sys.stderr, os.environ, program_name(sys.argv[0]))
+        os._exit(code)
+    return run(argv, stdout or sys.stdout, stderr or sys.stderr, os.environ if env is None else env)
+
+
+def run(argv: List[str], stdout: TextIO, stderr: TextIO, env: Mapping[str, str],
+        prog: str = "kubectl cpumodel") -> int:
+    from cpumodel.output.terminal import SafeStream
+
+    stdout, stderr = SafeStream(stdout), SafeStream(stderr)  # type: ignore[assignment]
+    code = _dispatch(argv, stdout, stderr, env, prog)
+    for stream in (stdout, stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+    return code
+
+
+def _dispatch(argv: List[str], stdout: TextIO, stderr: TextIO, env: Mapping[str, str], prog: str) -> int:
     if argv[:1] == ["__complete"]:  # kubectl_complete-cpumodel for krew installs calls this
         from cpumodel.completion import complete
 
@@ -41,27 +62,22 @@ def main(argv: Optional[List[str]] = None, stdout: Optional[TextIO] = None, stde
             raise UsageError("a command is required: one of %s" % ", ".join(COMMANDS))
         from cpumodel.commands.context import Environment
 
-        environment = Environment(stdout=stdout, stderr=stderr, env=dict(os.environ if env is None else env))
+        environment = Environment(stdout=stdout, stderr=stderr, env=dict(env))
         return int(importlib.import_module(COMMANDS[args.command]).run(args, environment))
     except CpuModelError as exc:
         stderr.write("error: %s\n" % exc)
         return ExitCode.ERROR
     except KeyboardInterrupt:
         stderr.write("error: interrupted\n")
-        return ExitCode.ERROR
-    except BrokenPipeError:
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:  # `… | head -1`: the reader has what it wanted
         return ExitCode.OK
     except Exception as exc:  # a bug of ours: still one line, the traceback only on request
-        if (os.environ if env is None else env).get("CPUMODEL_TRACEBACK"):
+        if env.get("CPUMODEL_TRACEBACK"):
             raise
-        stderr.write("error: internal error (%s: %s); set CPUMODEL_TRACEBACK=1 for details and please report it\n"
-                     % (type(exc).__name__, exc))
+        stderr.write("error: internal error (%s); set CPUMODEL_TRACEBACK=1 for details and please report it\n"
+                     % type(exc).__name__)
         return ExitCode.ERROR
-    finally:
-        try:
-            stdout.flush()
-        except (BrokenPipeError, ValueError):
-            pass
 
 
 if __name__ == "__main__":

@@ -22,44 +22,45 @@ LOOKUP_TIMEOUT = "5s"  # a completion must not hang the shell on a dead cluster
 
 @dataclass(frozen=True)
 class FlagSpec:
-    """What completion needs to know of the parser's flags."""
+    """What completion needs to know of one parser's flags (the top level's, or a subcommand's)."""
 
-    options: Dict[Optional[str], List[str]]  # command (None: top level) -> its flags
+    options: List[str]
     takes_value: frozenset
     choices: Dict[str, Tuple[str, ...]]
     files: frozenset
 
 
-def flag_spec() -> FlagSpec:
+def flag_specs() -> Dict[Optional[str], FlagSpec]:
+    """command (None: before any command) -> the flags its parser knows."""
     from cpumodel.parser import FILE_METAVAR, build_parser, subcommand_parsers
 
     top = build_parser()
     parsers: Dict[Optional[str], argparse.ArgumentParser] = {None: top}
     parsers.update(subcommand_parsers(top))
-    options, takes_value, choices, files = {}, set(), {}, set()
-    for command, parser in parsers.items():
-        actions = [a for a in parser._actions if a.option_strings]
-        options[command] = sorted({o for a in actions for o in a.option_strings if o.startswith("--") or len(o) == 2})
-        for action in actions:
-            if action.nargs == 0:
-                continue
-            takes_value.update(action.option_strings)
-            if action.choices:
-                choices.update({o: tuple(action.choices) for o in action.option_strings})
-            if action.metavar == FILE_METAVAR:
-                files.update(action.option_strings)
-    return FlagSpec(options, frozenset(takes_value), choices, frozenset(files))
+    return {command: _spec(parser, FILE_METAVAR) for command, parser in parsers.items()}
 
 
-def _split(words: List[str], spec: FlagSpec):
+def _spec(parser: argparse.ArgumentParser, file_metavar: str) -> FlagSpec:
+    actions = [a for a in parser._actions if a.option_strings]
+    valued = [a for a in actions if a.nargs != 0]
+    return FlagSpec(sorted({o for a in actions for o in a.option_strings if o.startswith("--") or len(o) == 2}),
+                    frozenset(o for a in valued for o in a.option_strings),
+                    {o: tuple(a.choices) for a in valued if a.choices for o in a.option_strings},
+                    frozenset(o for a in valued if a.metavar == file_metavar for o in a.option_strings))
+
+
+def _split(words: List[str], specs: Dict[Optional[str], FlagSpec]):
     """(subcommand, positionals, flags as token groups) from the words typed before the current one."""
     command, positionals, flags = None, [], []
     i = 0
     while i < len(words):
         word = words[i]
+        spec, top = specs.get(command, specs[None]), specs[None]
         if word.startswith("-"):
             name, eq, _ = word.partition("=")
-            flags.append([name, word])
+            # A global flag, unless the subcommand gives the same name another meaning (set --cluster).
+            is_global = name in top.options and (name in spec.takes_value) == (name in top.takes_value)
+            flags.append([name if is_global else "", word])
             if name in spec.takes_value and not eq and i + 1 < len(words):
                 flags[-1].append(words[i + 1])
                 i += 1
@@ -71,11 +72,11 @@ def _split(words: List[str], spec: FlagSpec):
     return command, positionals, flags
 
 
-def _global_args(flags: List[List[str]], spec: FlagSpec) -> argparse.Namespace:
+def _global_args(flags: List[List[str]], top: FlagSpec) -> argparse.Namespace:
     """The global flags typed so far, parsed by the real parser."""
     from cpumodel.parser import build_parser, with_global_defaults
 
-    tokens = [t for group in flags if group[0] in spec.options[None] for t in group[1:]]
+    tokens = [t for group in flags if group[0] in top.options for t in group[1:]]
     args, _ = build_parser().parse_known_args(tokens)
     return with_global_defaults(args)
 
@@ -131,8 +132,9 @@ def _positional_kinds(command: str, positionals: List[str], cluster: bool) -> Li
 def candidates(words: List[str], current: str, env: Mapping[str, str]) -> Tuple[List[str], str]:
     from cpumodel.parser import COMMANDS
 
-    spec = flag_spec()
-    command, positionals, flags = _split(words, spec)
+    specs = flag_specs()
+    command, positionals, flags = _split(words, specs)
+    spec, top = specs.get(command, specs[None]), specs[None]
     previous = words[-1] if words else ""
     if previous in spec.takes_value:
         if previous in spec.files:
@@ -140,17 +142,18 @@ def candidates(words: List[str], current: str, env: Mapping[str, str]) -> Tuple[
         if previous in spec.choices:
             return list(spec.choices[previous]), NO_FILES
         if previous == "--context":
-            return _contexts(_global_args(flags[:-1], spec), env), NO_FILES
+            return _contexts(_global_args(flags[:-1], top), env), NO_FILES
         if previous in ("-n", "--namespace"):
-            return _api_candidates("namespaces", _global_args(flags[:-1], spec), env), NO_FILES
+            return _api_candidates("namespaces", _global_args(flags[:-1], top), env), NO_FILES
         return [], NO_FILES
     if current.startswith("-"):
-        return spec.options[command if command in COMMANDS else None], NO_FILES
+        return spec.options, NO_FILES
     if command is None:
         return list(COMMANDS), NO_FILES
     found: List[str] = []
-    args = _global_args(flags, spec)
-    for kind in _positional_kinds(command, positionals, any(g[0] == "--cluster" for g in flags)):
+    args = _global_args(flags, top)
+    set_cluster = command == "set" and "--cluster" in words
+    for kind in _positional_kinds(command, positionals, set_cluster):
         found.extend(_api_candidates(kind, args, env))
     return found, NO_FILES
 

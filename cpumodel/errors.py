@@ -6,6 +6,7 @@ class ExitCode(enum.IntEnum):
     OK = 0
     ERROR = 1
     BLOCKED = 3  # why-not --exit-code: the VM cannot migrate
+    INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
 class CpuModelError(Exception):

@@ -18,8 +18,11 @@ from cpumodel.errors import UsageError
 COMMANDS = {"diff": "cpumodel.commands.diff", "common": "cpumodel.commands.common",
             "why-not": "cpumodel.commands.why_not", "set": "cpumodel.commands.set_model"}
 GLOBAL_DEFAULTS = {"kubeconfig": None, "context": None, "namespace": None, "request_timeout": "0",
-                   "filename": None, "output": "table", "v": 0}
-OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
+                   "filename": None, "output": "table", "v": 0, "no_headers": False,
+                   "kube_cluster": None, "user": None, "server": None, "token": None, "certificate_authority": None,
+                   "client_certificate": None, "client_key": None, "insecure_skip_tls_verify": None,
+                   "tls_server_name": None, "as_user": None, "as_group": None, "as_uid": None}
+OUTPUT_FORMATS = ("table", "wide", "json", "yaml", "name")
 DRY_RUN_MODES = ("none", "client", "server")
 FILE_METAVAR = "PATH"  # flags whose value is a file name (shell completion offers files)
 
@@ -77,7 +80,7 @@ class Parser(argparse.ArgumentParser):
             (self.output or file or sys.stdout).write(message)
 
 
-def global_flags() -> argparse.ArgumentParser:
+def global_flags(kube_cluster: bool = True) -> argparse.ArgumentParser:
     # SUPPRESS defaults: a flag given before the subcommand must not be reset by the subparser.
     parent = argparse.ArgumentParser(add_help=False)
     g = parent.add_argument_group("global flags (accepted anywhere on the line)")
@@ -92,10 +95,48 @@ def global_flags() -> argparse.ArgumentParser:
                    help="Read objects from a YAML/JSON file, a directory or a Harvester support bundle "
                         "(.zip or extracted) instead of the cluster; repeatable")
     g.add_argument("-o", "--output", default=s, metavar="FORMAT", choices=OUTPUT_FORMATS,
-                   help="Output format: table (default), wide, json, yaml")
+                   help="Output format: table (default), wide, json, yaml, name")
+    g.add_argument("--no-headers", default=s, action="store_true", help="Print tables without their header rows")
     g.add_argument("-v", "--v", default=s, type=int, metavar="N", dest="v",
                    help="Log each API request (method, path, status, time) to stderr")
+    connection_flags(parent, kube_cluster)
     return parent
+
+
+def connection_flags(parent: argparse.ArgumentParser, kube_cluster: bool) -> None:
+    """kubectl's global connection flags, with kubectl's names, help and precedence over the kubeconfig."""
+    g = parent.add_argument_group("connection flags (as in kubectl; they override the kubeconfig)")
+    s = argparse.SUPPRESS
+    if kube_cluster:  # `set --cluster` is the cluster-wide default there: before `set`, or use --context
+        g.add_argument("--cluster", dest="kube_cluster", default=s, metavar="NAME",
+                       help="The name of the kubeconfig cluster to use")
+    g.add_argument("--user", default=s, metavar="NAME", help="The name of the kubeconfig user to use")
+    g.add_argument("-s", "--server", default=s, metavar="URL",
+                   help="The address and port of the Kubernetes API server")
+    g.add_argument("--token", default=s, metavar="TOKEN", help="Bearer token for authentication to the API server")
+    g.add_argument("--certificate-authority", default=s, metavar=FILE_METAVAR,
+                   help="Path to a cert file for the certificate authority")
+    g.add_argument("--client-certificate", default=s, metavar=FILE_METAVAR,
+                   help="Path to a client certificate file for TLS")
+    g.add_argument("--client-key", default=s, metavar=FILE_METAVAR, help="Path to a client key file for TLS")
+    g.add_argument("--insecure-skip-tls-verify", default=s, metavar="BOOL", type=_boolean,
+                   help="If true, the server's certificate will not be checked for validity "
+                        "(a bare flag means true; a value needs =)")
+    g.add_argument("--tls-server-name", default=s, metavar="NAME",
+                   help="Server name to use for server certificate validation")
+    g.add_argument("--as", dest="as_user", default=s, metavar="USER",
+                   help="Username to impersonate for the operation")
+    g.add_argument("--as-group", dest="as_group", default=s, action="append", metavar="GROUP",
+                   help="Group to impersonate for the operation; repeat for several groups")
+    g.add_argument("--as-uid", dest="as_uid", default=s, metavar="UID", help="UID to impersonate for the operation")
+
+
+def _boolean(text: str) -> bool:
+    """Go's strconv.ParseBool, as kubectl's boolean flags accept it."""
+    value = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError('invalid boolean "%s"' % text)
+    return value
 
 
 def add_selector(parser: argparse.ArgumentParser, what: str) -> None:
@@ -133,6 +174,7 @@ def add_why_not(subparsers, parents) -> None:
 
 
 def add_set(subparsers, parents) -> None:
+    parents = [global_flags(kube_cluster=False)]  # here --cluster is the cluster-wide default
     p = subparsers.add_parser("set", parents=parents, help="Set the CPU model of VMs or the cluster default",
                               description="Set spec.template.spec.domain.cpu.model on VirtualMachines (VM... MODEL), "
                                           "remove it (--clear), or set the cluster-wide default (--cluster MODEL). "
@@ -170,12 +212,16 @@ def subcommand_parsers(parser: argparse.ArgumentParser) -> dict:
     return dict(action.choices)
 
 
+# Flags whose value kubectl takes only after `=`: bare, they mean this value and never eat the next word.
+BARE_FLAG_VALUES = {"--dry-run": "client", "--insecure-skip-tls-verify": "true"}
+
+
 def kubectl_style(argv: List[str]) -> List[str]:
-    """kubectl's --dry-run takes a value only with `=`; bare, it means client (and never eats the next word)."""
     out, passthrough = [], False
     for word in argv:
         passthrough = passthrough or word == "--"
-        out.append("--dry-run=client" if word == "--dry-run" and not passthrough else word)
+        bare = None if passthrough else BARE_FLAG_VALUES.get(word)
+        out.append("%s=%s" % (word, bare) if bare else word)
     return out
 
 

@@ -53,7 +53,7 @@ def test_completion_through_kubectl(kubectl):
     words, _ = complete(kubectl, "why-not", "--exit")
     assert words == ["--exit-code"]
     words, _ = complete(kubectl, "common", "-o", "")
-    assert words == ["json", "table", "wide", "yaml"]
+    assert words == ["json", "name", "table", "wide", "yaml"]
     words, _ = complete(kubectl, "why-not", "vm/")
     assert "vm/web-1" in words and "vm/db-1" in words
     words, _ = complete(kubectl, "why-not", "vm/web-1", "hv-0")

@@ -63,7 +63,7 @@ def test_403_names_verb_and_resource(live_env, fake):
 
 def test_401_and_404(live_env, fake):
     fake.fault("GET", "nodes", status=401, reason="Unauthorized", message="Unauthorized")
-    assert "unauthorized" in one_error(run_cli(["common"], env=live_env))
+    assert "You must be logged in to the server (Unauthorized)" in one_error(run_cli(["common"], env=live_env))
     err = one_error(run_cli(["why-not", "vm/nope", "hv-01"], env=live_env))
     assert 'virtualmachines.kubevirt.io "nope" not found in namespace "default"' in err
     err = one_error(run_cli(["why-not", "vm/web-1", "hv-01", "-n", "nope"], env=live_env))

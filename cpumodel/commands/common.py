@@ -5,12 +5,13 @@ import argparse
 from dataclasses import dataclass
 from typing import Optional
 
-from cpumodel.commands.context import Common, Environment, Problems, checked_selector, common_options, open_source
+from cpumodel.commands.context import (Common, Environment, Problems, checked_selector, common_options, emit,
+                                       open_source)
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.highest_common import analyse_common
 from cpumodel.core.nodes import Summarizer, split_nodes
 from cpumodel.output.common_report import render_table, to_document
-from cpumodel.output.render import structured
+from cpumodel.output.render import names
 from cpumodel.sources.reader import ClusterReader
 
 
@@ -33,10 +34,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     reader = ClusterReader(open_source(args, env, o.common.timeout))
     nodes = reader.nodes(o.selector, view="status", then=Summarizer())
     result = analyse_common(Catalog.load(), split_nodes(nodes), reader.kubevirt())
-    if o.common.fmt in ("json", "yaml"):
-        env.write(structured(to_document(result), o.common.fmt))
-    else:
-        if not nodes:
-            env.warn("no nodes found%s" % (" matching %s" % o.selector if o.selector else ""))
-        env.write(render_table(result, o.common.fmt == "wide"))
+    if not nodes and o.common.fmt not in ("json", "yaml"):
+        env.warn("no nodes found%s" % (" matching %s" % o.selector if o.selector else ""))
+    emit(env, o.common, lambda: to_document(result), lambda style: render_table(result, style),
+         lambda: names("node", result.nodes))
     return 0

@@ -57,6 +57,26 @@ class Common:
 
     fmt: str
     timeout: Optional[float]
+    no_headers: bool = False
+
+    @property
+    def style(self):
+        from cpumodel.output.render import TableStyle
+
+        return TableStyle(wide=self.fmt == "wide", headers=not self.no_headers)
+
+
+def emit(env: "Environment", common: Common, document: Callable[[], dict], text: Callable[..., str],
+         names: Callable[[], str]) -> None:
+    """The one write of a command's result to stdout, in the format -o asked for."""
+    if common.fmt in ("json", "yaml"):
+        from cpumodel.output.render import structured
+
+        env.write(structured(document(), common.fmt))
+    elif common.fmt == "name":
+        env.write(names())
+    else:
+        env.write(text(common.style))
 
 
 def request_timeout(args: argparse.Namespace) -> Optional[float]:
@@ -70,7 +90,7 @@ def request_timeout(args: argparse.Namespace) -> Optional[float]:
 
 def common_options(args: argparse.Namespace, problems: Problems) -> Common:
     timeout = problems.check(lambda: request_timeout(args))
-    return Common(args.output, timeout)  # the parser already limits -o to OUTPUT_FORMATS
+    return Common(args.output, timeout, args.no_headers)  # the parser already limits -o to OUTPUT_FORMATS
 
 
 def checked_selector(selector: Optional[str]) -> Optional[str]:
@@ -102,8 +122,17 @@ def open_source(args: argparse.Namespace, environment: Environment, timeout: Opt
         from cpumodel.sources.snapshot import SnapshotSource
 
         return SnapshotSource(list(args.filename), args.namespace)
-    from cpumodel.sources.kubeconfig import choose
+    from cpumodel.sources.kubeconfig import connect
     from cpumodel.sources.live import LiveSource
 
-    choice = choose(args.kubeconfig, args.context, environment.env)
-    return LiveSource(choice, args.namespace, timeout, args.v, environment.stderr)
+    access = connect(connection_flags(args), environment.env)
+    return LiveSource(access, args.namespace, timeout, args.v, environment.stderr)
+
+
+def connection_flags(args: argparse.Namespace):
+    from cpumodel.sources.kubeconfig import ConnectionFlags
+
+    return ConnectionFlags(args.kubeconfig, args.context, args.kube_cluster, args.user, args.server, args.token,
+                           args.certificate_authority, args.client_certificate, args.client_key,
+                           args.insecure_skip_tls_verify, args.tls_server_name, args.as_user,
+                           tuple(args.as_group or ()), args.as_uid)

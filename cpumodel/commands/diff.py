@@ -5,11 +5,12 @@ import argparse
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from cpumodel.commands.context import Common, Environment, Problems, checked_selector, common_options, open_source
+from cpumodel.commands.context import (Common, Environment, Problems, checked_selector, common_options, emit,
+                                       open_source)
 from cpumodel.core.diff import diff_matrix, diff_pair
 from cpumodel.errors import UsageError
 from cpumodel.output.diff_report import matrix_document, pair_document, render_matrix, render_pair
-from cpumodel.output.render import structured
+from cpumodel.output.render import names
 from cpumodel.sources.reader import ClusterReader
 
 
@@ -38,10 +39,10 @@ def options(args: argparse.Namespace) -> Options:
 def run(args: argparse.Namespace, env: Environment) -> int:
     o = options(args)
     reader = ClusterReader(open_source(args, env, o.common.timeout))
-    wide = o.common.fmt == "wide"
     if o.pair:
         result = diff_pair(reader.node(o.nodes[0]), reader.node(o.nodes[1]), include_same=o.include_all)
-        doc, text = pair_document(result), (lambda: render_pair(result, wide))
+        compared = [result.node_a, result.node_b]
+        document, text = (lambda: pair_document(result)), (lambda style: render_pair(result, style))
     else:
         nodes = reader.nodes(o.selector, view="metadata")
         if o.nodes:
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         if not nodes:
             env.warn("no nodes found")
         matrix = diff_matrix(nodes, include_all=o.include_all)
-        doc, text = matrix_document(matrix), (lambda: render_matrix(matrix))
-    fmt = o.common.fmt
-    env.write(structured(doc, fmt) if fmt in ("json", "yaml") else text())
+        compared = sorted(n for column in matrix.columns for n in column)
+        document, text = (lambda: matrix_document(matrix)), (lambda style: render_matrix(matrix, style))
+    emit(env, o.common, document, text, lambda: names("node", compared))
     return 0

@@ -131,7 +131,7 @@ def write(source: Source, change: Change, value: Optional[str], dry_run: str, en
 
 
 def apply_all(source: Source, changes: Sequence[Change], value: Optional[str], o: Options, env: Environment) -> List[Dict[str, Any]]:
-    quiet = o.fmt in ("json", "yaml")
+    quiet = o.fmt in ("json", "yaml", "name")
     if o.dry_run == "none":
         # A server-side dry run of every patch first: RBAC, admission and validation errors
         # surface before anything is written, so one bad VM never leaves the rest half-done.
@@ -149,9 +149,11 @@ class _Null:
         pass
 
 
-def emit_objects(objects: List[Dict[str, Any]], o: Options, env: Environment) -> None:
+def emit_objects(objects: List[Dict[str, Any]], changes: Sequence[Change], o: Options, env: Environment) -> None:
     if o.fmt in ("json", "yaml"):
         env.write(objects_document(objects, o.fmt))
+    elif o.fmt == "name":
+        env.write("".join(change.what + "\n" for change in changes))
 
 
 def check_against_nodes(reader: ClusterReader, o: Options, env: Environment, require_all: bool) -> None:
@@ -193,7 +195,7 @@ def run_vms(reader: ClusterReader, o: Options, env: Environment) -> int:
             env.stderr.write("virtualmachine.kubevirt.io/%s restarted\n" % vm.name)
     elif running:
         env.warn(restart_pending([v.name for v in running], o.restart))
-    emit_objects(objects, o, env)
+    emit_objects(objects, changes, o, env)
     return 0
 
 
@@ -225,7 +227,7 @@ def run_cluster(reader: ClusterReader, o: Options, env: Environment) -> int:
             env.stderr.write(lines[key])  # type: ignore[arg-type]
     if lines["warning"]:
         env.warn(lines["warning"])  # type: ignore[arg-type]
-    emit_objects(objects, o, env)
+    emit_objects(objects, [change], o, env)
     return 0
 
 

@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from cpumodel import objects
-from cpumodel.commands.context import Common, Environment, Problems, common_options, open_source, parse_vm_reference
+from cpumodel.commands.context import (Common, Environment, Problems, common_options, emit, open_source,
+                                       parse_vm_reference)
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.migration import VmState
 from cpumodel.core.why_not import MigrationAttempt, explain
 from cpumodel.errors import ExitCode, NotFound
-from cpumodel.output.render import structured
-from cpumodel.output.why_not_report import render_table, to_document
+from cpumodel.output.render import names
+from cpumodel.output.why_not_report import accepting_nodes, render_table, to_document
 from cpumodel.sources.reader import ClusterReader
 
 EVENT_REASONS = {"FailedScheduling", "migrationTargetPodUnschedulable", "NoSuitableNodesForHostModelMigration",
@@ -94,8 +95,6 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     attempts, events = _history(reader, namespace, vmi)
     state = VmState(o.name, namespace, vm, vmi, pod)
     result = explain(Catalog.load(), state, nodes, reader.kubevirt(), o.node, attempts, events)
-    if o.common.fmt in ("json", "yaml"):
-        env.write(structured(to_document(result), o.common.fmt))
-    else:
-        env.write(render_table(result, o.common.fmt == "wide"))
+    emit(env, o.common, lambda: to_document(result), lambda style: render_table(result, style),
+         lambda: names("node", accepting_nodes(result)))
     return ExitCode.BLOCKED if o.exit_code and not result.migratable else ExitCode.OK

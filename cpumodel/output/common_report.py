@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 from cpumodel.core.highest_common import CommonResult
-from cpumodel.output.render import brief_list, section, table, wrap_list
+from cpumodel.output.render import TableStyle, brief_list, report, section, table, wrap_list
 
 TABLE_LIMIT = 8  # held-back models and common models shown without -o wide
 
@@ -15,7 +15,7 @@ def set_command(model: str) -> str:
 
 def to_document(result: CommonResult) -> Dict[str, Any]:
     d = result.cluster_default
-    return {
+    return report("CommonReport", {
         "recommended": result.recommended,
         "commonModels": list(result.common_models),
         "maximalModels": list(result.maximal_models),
@@ -33,7 +33,7 @@ def to_document(result: CommonResult) -> Dict[str, Any]:
                            "missingOn": list(d.missing_on)},
         "obsoleteModelsFrom": result.obsolete_source,
         "command": set_command(result.recommended) if result.recommended else None,
-    }
+    })
 
 
 def _summary_rows(result: CommonResult) -> List[List[str]]:
@@ -67,7 +67,8 @@ def _default_text(result: CommonResult) -> str:
     return "%s (%s), NOT supported by: %s" % (d.model, d.location, ", ".join(d.missing_on))
 
 
-def render_table(result: CommonResult, wide: bool) -> str:
+def render_table(result: CommonResult, style: TableStyle) -> str:
+    wide = style.wide
     from tabulate import tabulate
 
     out = [tabulate(_summary_rows(result), tablefmt="plain", disable_numparse=True) + "\n"]
@@ -76,7 +77,7 @@ def render_table(result: CommonResult, wide: bool) -> str:
                  brief_list(list(g.nodes), 0 if wide else 6)] for g in result.vendor_groups]
         out.append(section("\nMixed CPU vendors: no model spans every node. Best model per vendor, and the "
                            "nodeSelector that pins VMs to a group:",
-                           table(["VENDOR", "BEST MODEL", "NODE SELECTOR", "NODES"], rows)))
+                           table(["VENDOR", "BEST MODEL", "NODE SELECTOR", "NODES"], rows, style)))
     if result.common_models:
         limit = 0 if wide else 3 * TABLE_LIMIT
         out.append(section("\nCommon models, best first:", wrap_list(list(result.common_models), 96, limit)))
@@ -85,12 +86,12 @@ def render_table(result: CommonResult, wide: bool) -> str:
         rows = [[h.model, brief_list(list(h.missing_on), 0 if wide else 4),
                  brief_list(list(h.extra_features), 0 if wide else 2)] for h in entries]
         more = len(result.held_back) - len(entries)
-        body = table(["BETTER MODEL", "MISSING ON", "ADDS"], rows)
+        body = table(["BETTER MODEL", "MISSING ON", "ADDS"], rows, style)
         if more:
             body += "(+%d more better models; -o wide lists them all)\n" % more
         out.append(section("\nHeld back by (upgrade or retire these nodes to gain the model):", body))
     if result.excluded:
-        out.append(section("\nLeft out:", table(["NODE", "REASON"], [list(e) for e in result.excluded])))
+        out.append(section("\nLeft out:", table(["NODE", "REASON"], [list(e) for e in result.excluded], style)))
     return "".join(out)
 
 

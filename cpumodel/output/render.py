@@ -6,7 +6,29 @@ tables, rows; nothing here fetches or decides anything.
 from __future__ import annotations
 
 import json
-from typing import Any, List, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, List, Sequence
+
+API_VERSION = "cpumodel.kubevirt.io/v1alpha1"  # of every document we print; scripts can detect schema changes
+
+
+@dataclass(frozen=True)
+class TableStyle:
+    """How tables are printed: -o wide lists everything, --no-headers drops the header rows."""
+
+    wide: bool = False
+    headers: bool = True
+
+
+def report(kind: str, body: Dict[str, Any]) -> Dict[str, Any]:
+    """A JSON/YAML document: apiVersion and kind first, then the command's keys."""
+    return dict({"apiVersion": API_VERSION, "kind": kind}, **body)
+
+
+def names(kind: str, items: Sequence[str]) -> str:
+    """-o name: kubectl's TYPE/NAME lines."""
+    return "".join("%s/%s\n" % (kind, item) for item in items)
+
 
 def to_json(document: Any) -> str:
     # kubectl prints JSON with 4-space indentation (cli-runtime printers/json.go).
@@ -23,8 +45,8 @@ def structured(document: Any, fmt: str) -> str:
     return to_json(document) if fmt == "json" else to_yaml(document)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """kubectl's plain table: upper-case headers, columns padded with three spaces."""
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], style: TableStyle = TableStyle()) -> str:
+    """kubectl's plain table: upper-case headers (unless --no-headers), columns padded with three spaces."""
     from tabulate import DataRow, TableFormat, tabulate
 
     if not rows:
@@ -32,8 +54,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     plain = TableFormat(lineabove=None, linebelowheader=None, linebetweenrows=None, linebelow=None,
                         headerrow=DataRow("", "   ", ""), datarow=DataRow("", "   ", ""), padding=0,
                         with_header_hide=None)
-    text = tabulate([["" if c is None else c for c in row] for row in rows], headers=list(headers),
-                    tablefmt=plain, disable_numparse=True)
+    text = tabulate([["" if c is None else c for c in row] for row in rows],
+                    headers=list(headers) if style.headers else (), tablefmt=plain, disable_numparse=True)
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
 
 

@@ -7,7 +7,7 @@ from cpumodel.core.launcher_pod import PodConstraints
 from cpumodel.core.migration import NodeVerdict
 from cpumodel.core.reasons import Reason
 from cpumodel.core.why_not import Suggestion, WhyNotResult
-from cpumodel.output.render import brief_list, section, table
+from cpumodel.output.render import TableStyle, brief_list, report, section, table
 
 ACCEPTED, REFUSED = "✓", "✗"
 
@@ -43,7 +43,9 @@ def _context_doc(result: WhyNotResult) -> Dict[str, Any]:
 
 
 def to_document(result: WhyNotResult) -> Dict[str, Any]:
-    doc: Dict[str, Any] = {"vm": result.vm, "namespace": result.namespace, "sourceNode": result.situation.source_node}
+    kind = "WhyNotReport" if result.target is not None else "WhyNotNodesReport"
+    doc: Dict[str, Any] = report(kind, {"vm": result.vm, "namespace": result.namespace,
+                                        "sourceNode": result.situation.source_node})
     if result.target is not None:
         v = result.verdicts[0]
         doc.update({"targetNode": v.node, "migratable": v.migratable, "reasons": reasons_doc(v.reasons),
@@ -104,7 +106,8 @@ def _with_context(parts: List[str], result: WhyNotResult) -> str:
     return "".join(parts) + ("\n" + ctx if ctx else "")
 
 
-def render_single(result: WhyNotResult, wide: bool) -> str:
+def render_single(result: WhyNotResult, style: TableStyle) -> str:
+    wide = style.wide
     v: NodeVerdict = result.verdicts[0]
     out = [_vm_line(result)]
     verdict = "%s can migrate" % ACCEPTED if v.migratable else "%s cannot migrate" % REFUSED
@@ -114,20 +117,25 @@ def render_single(result: WhyNotResult, wide: bool) -> str:
     out += ["Warning: %s\n" % w for w in v.warnings]
     if v.reasons:
         rows = [[r.category.value, r.key or "-", r.message if wide else _why(r.message)] for r in v.reasons]
-        out.append(section("\nReasons:", table(["CATEGORY", "KEY", "MESSAGE" if wide else "WHY"], rows)))
+        out.append(section("\nReasons:", table(["CATEGORY", "KEY", "MESSAGE" if wide else "WHY"], rows, style)))
     out.append(_fix_text(result.suggestion))  # type: ignore[arg-type]
     return _with_context(out, result)
 
 
-def render_all(result: WhyNotResult) -> str:
+def render_all(result: WhyNotResult, style: TableStyle) -> str:
     out = [_vm_line(result)]
     rows = [[v.node, ACCEPTED if v.migratable else REFUSED,
              brief(v.reasons) or ("warning: libvirt may refuse (see -o json)" if v.warnings else "-")]
             for v in result.verdicts]
-    out.append(table(["NODE", "MIGRATABLE", "REASONS"], rows) if rows else "no other nodes\n")
+    out.append(table(["NODE", "MIGRATABLE", "REASONS"], rows, style) if rows else "no other nodes\n")
     out.append(_fix_text(result.suggestion))  # type: ignore[arg-type]
     return _with_context(out, result)
 
 
-def render_table(result: WhyNotResult, wide: bool) -> str:
-    return render_single(result, wide) if result.target is not None else render_all(result)
+def render_table(result: WhyNotResult, style: TableStyle) -> str:
+    return render_single(result, style) if result.target is not None else render_all(result, style)
+
+
+def accepting_nodes(result: WhyNotResult) -> List[str]:
+    """-o name: the nodes the VM could migrate to."""
+    return [v.node for v in result.verdicts if v.migratable]

@@ -1,27 +1,33 @@
-"""The one place that touches the `kubernetes` package: auth, TLS and raw REST calls.
+"""The one place that touches the `kubernetes` package: the TLS connection pool and raw REST calls.
 
-We use the client for what it does well (kubeconfig auth, exec plugins, TLS) and
-read responses as raw JSON into dicts: faster than its generated models and
-indifferent to schema drift. Pinned to kubernetes 35.x,
-whose dependency tree is pure Python and whose `call_api` signature is the
-classic one; 37.x changes both.
+The client's Configuration and REST pool carry the TLS settings and the proxy; its
+kubeconfig loader serves only auth-provider users (OIDC and friends). Everything else about
+credentials is resolved in kubeconfig.py/credentials.py, the way client-go does it. Requests
+go straight to the pool, so that repeated headers (one Impersonate-Group per group) are
+sent, gzip is decoded in one call, and responses are read as raw JSON into dicts: faster
+than the client's generated models and indifferent to schema drift. Each request runs in a
+daemon thread while the caller waits in short steps, so `--request-timeout` bounds a
+request's whole duration and Ctrl-C stops a stalled request at once.
 """
 from __future__ import annotations
 
 import gc
 import json
 import re
+import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from cpumodel.errors import Conflict, NotFound, SourceError
-from cpumodel.sources.kubeconfig import KubeconfigChoice
+from cpumodel.sources.kubeconfig import Access
 
 GET_ATTEMPTS = 4  # 1 try + 3 retries on 429/5xx, idempotent GETs only
 MAX_RETRY_AFTER = 10.0
 PAGE_SIZE = 500
 MAX_LIST_RESTARTS = 3
+POLL = 0.05  # how often a waiting thread looks at the clock and lets Ctrl-C in
 
 
 @dataclass(frozen=True)
@@ -55,9 +61,9 @@ def _scope(call: Call) -> str:
 
 def http_error(call: Call, status: int, body: bytes, server: str) -> SourceError:
     message, reason = _status_message(body)
-    if status == 401:
-        return ApiError("unauthorized: %s rejected our credentials; log in again or refresh the kubeconfig (%s)"
-                        % (server, message or "Unauthorized"), status, reason)
+    if status == 401:  # kubectl's words, so users recognise them
+        return ApiError("You must be logged in to the server (Unauthorized): %s rejected the credentials; log in "
+                        "again or refresh the kubeconfig" % server, status, reason)
     if status == 403:
         return ApiError("forbidden: RBAC does not allow you to %s %s %s%s" % (
             call.verb, call.resource, _scope(call), ": " + message if message else ""), status, reason)
@@ -72,56 +78,126 @@ def http_error(call: Call, status: int, body: bytes, server: str) -> SourceError
                                                     ": " + message if message else ""), status, reason)
 
 
-def connection_error(exc: BaseException, server: str, timeout: Optional[float]) -> SourceError:
+# OpenSSL verify codes -> Go's x509 wording, which kubectl users know.
+_X509 = {2: "certificate signed by unknown authority", 18: "certificate signed by unknown authority",
+         19: "certificate signed by unknown authority", 20: "certificate signed by unknown authority",
+         21: "certificate signed by unknown authority", 9: "certificate has expired or is not yet valid",
+         10: "certificate has expired or is not yet valid", 62: "certificate is not valid for the server's name"}
+
+
+def tls_reason(exc: BaseException) -> str:
+    import ssl
+
+    inner: Optional[BaseException] = exc
+    while inner is not None and not isinstance(inner, ssl.SSLError):
+        inner = getattr(inner, "reason", None) or inner.__context__ or inner.__cause__
+    if isinstance(inner, ssl.SSLCertVerificationError):
+        wording = _X509.get(inner.verify_code)
+        detail = inner.verify_message or ""
+        return "x509: %s (%s)" % (wording, detail) if wording else "x509: %s" % detail
+    if isinstance(inner, ssl.SSLError):
+        return "TLS handshake failed (%s)" % (inner.reason or inner.strerror or "SSL error")
+    return str(exc).splitlines()[0][:200]
+
+
+def connection_error(exc: BaseException, access: Access, timeout: Optional[float]) -> SourceError:
     import urllib3.exceptions as ue
 
-    text = str(exc)
+    server = access.server
     reason = getattr(exc, "reason", None)
     inner = reason if isinstance(reason, BaseException) else exc
+    text = str(inner)
+    if isinstance(inner, ue.ProxyError) or isinstance(exc, ue.ProxyError):
+        return SourceError("cannot connect to %s through the proxy %s: %s" % (
+            server, access.proxy, str(getattr(inner, "original_error", inner)).splitlines()[0][:200]))
     if isinstance(inner, ue.NameResolutionError) or "Name or service not known" in text or "nodename nor servname" in text:
         return SourceError("cannot resolve the host of %s (DNS lookup failed)" % server)
+    if isinstance(inner, ue.SSLError) or isinstance(exc, ue.SSLError):
+        return SourceError("TLS error talking to %s: %s" % (server, tls_reason(exc)))
     if isinstance(inner, ue.NewConnectionError):
         return SourceError("cannot connect to %s: connection refused or unreachable" % server)
     if isinstance(inner, (ue.ReadTimeoutError, ue.ConnectTimeoutError)) or "timed out" in text:
-        limit = "%gs" % timeout if timeout else "the default"
-        return SourceError("timed out after %s waiting for %s (raise --request-timeout)" % (limit, server))
-    if isinstance(inner, ue.SSLError) or "SSL" in text or "certificate" in text:
-        return SourceError("TLS error talking to %s: %s" % (server, text.splitlines()[0][:200]))
-    return SourceError("cannot talk to %s: %s" % (server, text.splitlines()[0][:200] if text else type(exc).__name__))
+        return timed_out(server, timeout)
+    return SourceError("cannot talk to %s: %s" % (server, text.splitlines()[0][:200] if text else type(inner).__name__))
 
 
-def build_configuration(choice: KubeconfigChoice):
-    from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
+def timed_out(server: str, timeout: Optional[float]) -> SourceError:
+    limit = "%gs" % timeout if timeout else "the default"
+    return SourceError("timed out after %s waiting for %s (raise --request-timeout)" % (limit, server))
+
+
+def build_configuration(access: Access):
+    """The kubernetes client's Configuration for this Access (proxies from the environment are ours to decide)."""
+    import urllib3
+    from kubernetes import client
 
     configuration = client.Configuration()
-    try:
-        if choice.in_cluster:
-            config.load_incluster_config(client_configuration=configuration)
-        else:
-            config.load_kube_config_from_dict(choice.config, context=choice.context,
-                                              client_configuration=configuration, persist_config=False)
-    except (ConfigException, OSError, ValueError, KeyError, TypeError) as exc:
-        if choice.in_cluster:
-            raise SourceError("no kubeconfig, and the in-cluster service account is not usable: %s" % exc)
-        raise SourceError("invalid kubeconfig for context %s: %s" % (choice.context, exc))
+    if access.auth_provider is not None:
+        _load_auth_provider(configuration, *access.auth_provider)
+    configuration.host = access.server
+    configuration.ssl_ca_cert = access.ca_file
+    configuration.cert_file, configuration.key_file = access.cert_file, access.key_file
+    configuration.verify_ssl = access.verify
+    configuration.tls_server_name = access.tls_server_name
+    configuration.proxy, configuration.no_proxy = access.proxy, None
     # The client's urllib3 retries would turn one --request-timeout into four; we retry ourselves.
     configuration.retries = False
+    if not access.verify:  # kubectl says nothing per request about it; neither do we
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     return configuration
 
 
+def _load_auth_provider(configuration, config: Dict[str, Any], context: str) -> None:
+    from kubernetes import config as kube_config
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        kube_config.load_kube_config_from_dict(config, context=context, client_configuration=configuration,
+                                               persist_config=False)
+    except (ConfigException, OSError, ValueError, KeyError, TypeError) as exc:
+        raise SourceError("getting credentials: auth-provider of context %s: %s" % (context, str(exc).splitlines()[0]))
+
+
+class _Background:
+    """A call running in a daemon thread; waiting for it honours a deadline and Ctrl-C."""
+
+    def __init__(self, fn: Callable[[], Any]):
+        self._done = threading.Event()
+        self._value: Any = None
+        self._error: Optional[BaseException] = None
+        threading.Thread(target=self._run, args=(fn,), daemon=True).start()
+
+    def _run(self, fn) -> None:
+        try:
+            self._value = fn()
+        except BaseException as exc:  # handed to the waiting thread
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def result(self, deadline: Optional[float] = None, on_timeout: Callable[[], BaseException] = TimeoutError):
+        while not self._done.wait(POLL):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise on_timeout()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 class KubeClient:
-    """Raw JSON over the kubernetes client's authenticated connection pool."""
+    """Raw JSON over the kubernetes client's connection pool, with the Access's credentials."""
 
-    def __init__(self, choice: KubeconfigChoice, timeout: Optional[float], verbosity: int, log: TextIO):
-        from kubernetes import client
+    def __init__(self, access: Access, timeout: Optional[float], verbosity: int, log: TextIO):
+        from kubernetes.client import rest
 
-        self.server = choice.server
+        self.access = access
+        self.server = access.server
         self.timeout = timeout
         self.verbosity = verbosity
         self.log = log
         self.requests = 0
-        self._api = client.ApiClient(build_configuration(choice))
+        self.configuration = build_configuration(access)
+        self._pool = rest.RESTClientObject(self.configuration).pool_manager
 
     def _log(self, method: str, path: str, query: Sequence[Tuple[str, str]], status: Any, started: float) -> None:
         if self.verbosity > 0:
@@ -131,30 +207,63 @@ class KubeClient:
             self.log.write("%s %s %s in %d milliseconds\n" % (method, self.server + url, status,
                                                                 (time.monotonic() - started) * 1000))
 
+    def _headers(self, accept: str, content_type: Optional[str]):
+        from urllib3 import HTTPHeaderDict
+
+        headers = HTTPHeaderDict({"Accept": accept, "Accept-Encoding": "gzip", "User-Agent": "kubectl-cpumodel"})
+        if content_type:
+            headers["Content-Type"] = content_type
+        authorization = self.access.authorization
+        if self.access.auth_provider is not None:
+            authorization = self.configuration.get_api_key_with_prefix("authorization")
+        if authorization:
+            headers["Authorization"] = authorization
+        if self.access.impersonate_user:
+            headers["Impersonate-User"] = self.access.impersonate_user
+        for group in self.access.impersonate_groups:
+            headers.add("Impersonate-Group", group)  # one header per group, as client-go sends them
+        if self.access.impersonate_uid:
+            headers["Impersonate-Uid"] = self.access.impersonate_uid
+        return headers
+
+    def _exchange(self, method: str, url: str, headers, body: Optional[bytes]):
+        """One HTTP exchange, read to the end: (status, body, headers)."""
+        import urllib3
+
+        timeout = urllib3.Timeout(connect=self.timeout, read=self.timeout) if self.timeout else None
+        resp = self._pool.request(method, url, body=body, headers=headers, preload_content=False,
+                                  decode_content=False, retries=False, redirect=False, timeout=timeout)
+        try:
+            data = resp.read(decode_content=False)
+        finally:
+            resp.release_conn()
+        if (resp.headers.get("Content-Encoding") or "").lower() == "gzip":
+            data = zlib.decompress(data, 16 + zlib.MAX_WBITS)  # one call beats urllib3's streaming gunzip
+        return resp.status, data, dict(resp.headers)
+
     def _send(self, method, path, query, headers, body):
-        from kubernetes.client.exceptions import ApiException
+        from urllib.parse import urlencode
+
         import urllib3.exceptions as ue
 
         started = time.monotonic()
         self.requests += 1
-        timeout = (self.timeout, self.timeout) if self.timeout else None
+        url = self.server + path + ("?" + urlencode(list(query)) if query else "")
+        payload = None if body is None else json.dumps(body).encode()
+        exchange = _Background(lambda: self._exchange(method, url, headers, payload))
+        deadline = started + self.timeout if self.timeout else None
         try:
-            resp = self._api.call_api(path, method, query_params=list(query), header_params=headers, body=body,
-                                      auth_settings=["BearerToken"], _preload_content=False,
-                                      _return_http_data_only=True, _request_timeout=timeout)
-            data = resp.data
-            self._log(method, path, query, resp.status, started)
-            return resp.status, data, {}
-        except ApiException as exc:
-            if exc.status == 0:  # the client's wrapping of a TLS failure
-                self._log(method, path, query, "error", started)
-                raise connection_error(Exception(exc.reason or "SSL error"), self.server, self.timeout)
-            self._log(method, path, query, exc.status, started)
-            body_bytes = exc.body if isinstance(exc.body, bytes) else str(exc.body or "").encode()
-            return exc.status, body_bytes, dict(exc.headers or {})
-        except (ue.HTTPError, OSError) as exc:
+            status, data, resp_headers = exchange.result(deadline, lambda: timed_out(self.server, self.timeout))
+        except (ue.HTTPError, OSError, zlib.error) as exc:
             self._log(method, path, query, "error", started)
-            raise connection_error(exc, self.server, self.timeout)
+            if isinstance(exc, zlib.error):
+                raise SourceError("the server sent a response that is not valid gzip: %s" % exc)
+            raise connection_error(exc, self.access, self.timeout)
+        except SourceError:
+            self._log(method, path, query, "timeout", started)
+            raise
+        self._log(method, path, query, status, started)
+        return status, data, resp_headers
 
     def request(self, call: Call, method: str, path: str, query: Sequence[Tuple[str, str]] = (),
                 body: Any = None, content_type: str = "application/json",
@@ -165,8 +274,7 @@ class KubeClient:
                       body: Any = None, content_type: str = "application/json",
                       accept: str = "application/json") -> bytes:
         """The response body of a successful request (GETs retried on 429/5xx); errors raised."""
-        headers = {"Accept": accept, "Content-Type": content_type, "Accept-Encoding": "gzip",
-                   "User-Agent": "kubectl-cpumodel"}
+        headers = self._headers(accept, content_type if body is not None else None)
         attempts = GET_ATTEMPTS if method == "GET" else 1
         for attempt in range(attempts):
             status, data, resp_headers = self._send(method, path, query, headers, body)
@@ -190,30 +298,27 @@ class KubeClient:
         (410 Gone) restarts the list from scratch, dropping what earlier pages gave, as
         kubectl does.
         """
-        from concurrent.futures import ThreadPoolExecutor
-
-        def fetch(token: str):
+        def fetch(token: str) -> _Background:
             q = list(query) + [("limit", str(PAGE_SIZE))] + ([("continue", token)] if token else [])
-            return self.request_bytes(call, "GET", path, q, accept=accept)
+            return _Background(lambda: self.request_bytes(call, "GET", path, q, accept=accept))
 
-        with ThreadPoolExecutor(max_workers=1) as prefetcher:
-            for _ in range(MAX_LIST_RESTARTS + 1):
-                try:
-                    return self._collect_pages(fetch, prefetcher, keep, items_of)
-                except ApiError as exc:
-                    if exc.status != 410:
-                        raise
+        for _ in range(MAX_LIST_RESTARTS + 1):
+            try:
+                return self._collect_pages(fetch, keep, items_of)
+            except ApiError as exc:
+                if exc.status != 410:
+                    raise
         raise SourceError("listing %s kept expiring (HTTP 410 Gone); try again" % call.resource)
 
     @staticmethod
-    def _collect_pages(fetch, prefetcher, keep, items_of) -> List[Any]:
+    def _collect_pages(fetch, keep, items_of) -> List[Any]:
         items: List[Any] = []
-        pending = prefetcher.submit(fetch, "")
+        pending = fetch("")
         while True:
             raw = pending.result()
             guessed = peek_continue(raw)
             if guessed:
-                pending = prefetcher.submit(fetch, guessed)
+                pending = fetch(guessed)
             page = _decode(raw)
             del raw
             token = (page.get("metadata") or {}).get("continue") or ""
@@ -222,10 +327,12 @@ class KubeClient:
             del page, page_items  # let each page go before the next is decoded
             if token != guessed:  # an unusual layout: fall back to fetching after decoding
                 if guessed:
-                    pending.cancel()
-                    pending.exception()  # wait for the wasted request, ignore its outcome
+                    try:
+                        pending.result()  # wait for the wasted request, ignore its outcome
+                    except SourceError:
+                        pass
                 if token:
-                    pending = prefetcher.submit(fetch, token)
+                    pending = fetch(token)
             if not token:
                 return items
 

@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 from cpumodel.sources.base import Keep, Source
 from cpumodel.sources.kubeclient import ApiError, Call, KubeClient
-from cpumodel.sources.kubeconfig import KubeconfigChoice
+from cpumodel.sources.kubeconfig import Access
 from cpumodel.sources.resources import Resource
 
 # kube-apiserver answers these with PartialObjectMetadataList (labels without spec and status),
@@ -38,10 +38,10 @@ def table_rows(page: Dict[str, Any]) -> List[Dict[str, Any]]:
 
 
 class LiveSource(Source):
-    def __init__(self, choice: KubeconfigChoice, namespace: Optional[str], timeout: Optional[float],
+    def __init__(self, access: Access, namespace: Optional[str], timeout: Optional[float],
                  verbosity: int, log: TextIO):
-        self.client = KubeClient(choice, timeout, verbosity, log)
-        self.namespace = namespace or choice.namespace
+        self.client = KubeClient(access, timeout, verbosity, log)
+        self.namespace = namespace or access.namespace
         self.namespace_explicit = namespace is not None
 
 

@@ -1,0 +1,44 @@
+"""Streams that never crash on what they are given: text a terminal's encoding lacks is spelled in ASCII.
+
+Some CI logs and `PYTHONIOENCODING=ascii` shells cannot encode ✓, ✗ or …; the output then uses
+words and ASCII instead, and anything else unencodable is written as a backslash escape.
+"""
+from __future__ import annotations
+
+import codecs
+from typing import TextIO
+
+ASCII_SPELLING = {"✓": "yes", "✗": "no", "…": "...", "≥": ">=", "≤": "<=", "→": "->", "×": "x", "÷": "/"}
+
+
+def _encodable(stream: TextIO) -> str:
+    name = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return "ascii"
+
+
+class SafeStream:
+    """Wraps a text stream; writes what its encoding can hold, spelling the rest out."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.encoding = _encodable(stream)
+        self.unicode = self.encoding.startswith("utf")
+
+    def write(self, text: str) -> int:
+        if not self.unicode:
+            try:
+                text.encode(self.encoding)
+            except UnicodeEncodeError:
+                for glyph, spelling in ASCII_SPELLING.items():
+                    text = text.replace(glyph, spelling)
+                text = text.encode(self.encoding, "backslashreplace").decode(self.encoding)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
