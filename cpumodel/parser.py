@@ -196,11 +196,11 @@ def add_set(subparsers, parents) -> None:
 
 def build_parser(prog: str = "kubectl cpumodel", output=None) -> argparse.ArgumentParser:
     parents = [global_flags()]
-    parser = Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG, parents=parents,
+    parser = Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG, parents=parents, allow_abbrev=False,
                     formatter_class=argparse.RawDescriptionHelpFormatter, output=output)
     parser.add_argument("--version", action="version", version="kubectl-cpumodel %s" % __version__)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
-                                       parser_class=lambda **kw: Parser(output=output, **kw))
+                                       parser_class=lambda **kw: Parser(output=output, allow_abbrev=False, **kw))
     for add in (add_diff, add_common, add_why_not, add_set):
         add(subparsers, parents)
     return parser
@@ -225,6 +225,39 @@ def kubectl_style(argv: List[str]) -> List[str]:
     return out
 
 
+def positionals_last(argv: List[str], parser: argparse.ArgumentParser) -> List[str]:
+    """kubectl lets flags and arguments mix (`set vm/a --dry-run M`); argparse wants a positional run unbroken.
+
+    Flags (with their values) keep their place before or after the subcommand; the subcommand's
+    positional arguments follow, in the order given. Everything after `--` stays as it is.
+    """
+    commands = subcommand_parsers(parser)
+    before: List[str] = []
+    command: List[str] = []
+    after: List[str] = []
+    positionals: List[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            positionals += argv[i:]
+            break
+        active = commands[command[0]] if command else parser
+        if word.startswith("-") and word != "-":
+            flags = after if command else before
+            flags.append(word)
+            action = active._option_string_actions.get(word.split("=", 1)[0])
+            if action is not None and action.nargs != 0 and "=" not in word and i + 1 < len(argv):
+                flags.append(argv[i + 1])
+                i += 1
+        elif not command and word in commands:
+            command.append(word)
+        else:
+            positionals.append(word)
+        i += 1
+    return before + command + after + positionals
+
+
 def with_global_defaults(args: argparse.Namespace) -> argparse.Namespace:
     """Global flags use SUPPRESS defaults (so either side of the subcommand works); fill the absent ones."""
     for key, value in GLOBAL_DEFAULTS.items():
@@ -236,7 +269,8 @@ def with_global_defaults(args: argparse.Namespace) -> argparse.Namespace:
 def parse(argv: List[str], prog: str = "kubectl cpumodel", output=None) -> Optional[argparse.Namespace]:
     """The parsed command line; None when argparse already answered (--help, --version)."""
     try:
-        return with_global_defaults(build_parser(prog, output).parse_args(kubectl_style(argv)))
+        parser = build_parser(prog, output)
+        return with_global_defaults(parser.parse_args(positionals_last(kubectl_style(argv), parser)))
     except SystemExit:
         return None
 

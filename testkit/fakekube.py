@@ -170,9 +170,12 @@ class FakeKube:
         return None
 
     def fault(self, method: str = ".*", path: str = ".*", status: Optional[int] = None, reason: str = "",
-              message: str = "", delay: float = 0.0, times: int = 1, headers: Optional[dict] = None) -> None:
+              message: str = "", delay: float = 0.0, times: int = 1, headers: Optional[dict] = None,
+              trickle: float = 0.0) -> None:
+        """The next `times` matching requests sleep `delay`, then answer `status` (if set); with `trickle`,
+        the response body dribbles out over that many seconds (a slow server)."""
         self.faults.append({"method": method, "path": path, "status": status, "reason": reason, "message": message,
-                            "delay": delay, "times": times, "headers": headers or {}})
+                            "delay": delay, "times": times, "headers": headers or {}, "trickle": trickle})
 
     # ---- discovery ------------------------------------------------------------------
     def discovery(self, group: str, version: str) -> dict:
@@ -195,7 +198,9 @@ class FakeKube:
     # ---- requests ------------------------------------------------------------------------
     def handle(self, method: str, path: str, query: Dict[str, str], headers: Dict[str, str], body: bytes):
         """Return (status, payload dict, extra headers)."""
-        self._apply_faults(method, path)
+        trickle = self._apply_faults(method, path)
+        if trickle:
+            return self._trickled(trickle, self.handle(method, path, query, headers, body))
         if path == "/version":
             return 200, {"major": "1", "minor": "29", "gitVersion": "v1.29.9", "platform": "linux/amd64"}, {}
         if path == "/api":
@@ -227,7 +232,8 @@ class FakeKube:
             return 200, self._patch(key, ns, name, query, headers, body), {}
         raise ApiStatus(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
-    def _apply_faults(self, method: str, path: str) -> None:
+    def _apply_faults(self, method: str, path: str) -> float:
+        """Apply the first matching fault; returns how long the response body should trickle."""
         for rule in list(self.faults):
             if rule["times"] > 0 and re.fullmatch(rule["method"], method) and re.search(rule["path"], path):
                 rule["times"] -= 1
@@ -237,7 +243,13 @@ class FakeKube:
                     err = ApiStatus(rule["status"], rule["reason"] or "InternalError", rule["message"] or "injected")
                     err.headers = rule["headers"]  # type: ignore[attr-defined]
                     raise err
-                return
+                return rule["trickle"]
+        return 0.0
+
+    @staticmethod
+    def _trickled(seconds: float, answer):
+        status, payload, extra = answer
+        return status, payload, dict(extra, **{"X-Fake-Trickle": str(seconds)})
 
     def _not_found(self, key, name: str) -> ApiStatus:
         group, _, plural = key
@@ -375,6 +387,7 @@ class FakeKube:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # TCP_NODELAY, as kube-apiserver: small responses are not held back
     fake: FakeKube
 
     def log_message(self, *args: Any) -> None:  # quiet
@@ -386,9 +399,13 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
+        header_lists = {k.lower(): self.headers.get_all(k) for k in set(self.headers.keys())}
+        peer = self.connection.getpeercert() if hasattr(self.connection, "getpeercert") else None
+        client_cn = next((v for rdn in (peer or {}).get("subject", ()) for k, v in rdn if k == "commonName"), None)
         if url.path == "/_fake/requests":  # for benchmarks in another process: not itself logged
             return self._send(200, json.dumps({"count": len(self.fake.requests)}).encode(), {}, headers)
         self.fake.requests.append({"method": self.command, "path": url.path, "query": query, "headers": headers,
+                                   "header_lists": header_lists, "client_cn": client_cn,
                                    "body": body.decode("utf-8", "replace")})
         cache_key = (self.command, self.path, headers.get("accept"), headers.get("accept-encoding"), self.fake._writes)
         if self.fake.cache_responses and self.command == "GET" and cache_key in self.fake._responses:
@@ -410,6 +427,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, data, extra, headers)
 
     def _send(self, status: int, data: bytes, extra: Dict[str, str], headers: Dict[str, str]) -> None:
+        trickle = float(extra.pop("X-Fake-Trickle", 0) or 0)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         for k, v in extra.items():
@@ -417,20 +435,54 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         try:
-            self.wfile.write(data)
+            if not trickle:
+                self.wfile.write(data)
+                return
+            pieces = max(1, int(trickle / 0.25))
+            step = max(1, len(data) // pieces)
+            for start in range(0, len(data), step):  # a byte run every 0.25 s: no single read ever waits long
+                self.wfile.write(data[start:start + step])
+                self.wfile.flush()
+                time.sleep(0.25)
         except (BrokenPipeError, ConnectionResetError):
             pass
 
     do_GET = do_PATCH = do_PUT = do_POST = do_DELETE = _serve
 
 
+class Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that refused our certificate, or hung up, is the test's business, not a traceback."""
+        import ssl
+
+        if not isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
+            super().handle_error(request, client_address)
+
+
 def serve(fake: FakeKube, port: int = 0) -> Tuple[ThreadingHTTPServer, str]:
     handler = type("BoundHandler", (Handler,), {"fake": fake})
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server = Server(("127.0.0.1", port), handler)
     server.daemon_threads = True
     # A short poll keeps shutdown() fast: tests start and stop a server each.
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     return server, "http://127.0.0.1:%d" % server.server_address[1]
+
+
+def serve_tls(fake: FakeKube, cert: str, key: str, client_ca: Optional[str] = None) -> Tuple[ThreadingHTTPServer, str]:
+    """The fake behind TLS; with `client_ca`, client certificates are asked for and their CN logged."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    if client_ca:
+        context.load_verify_locations(client_ca)
+        context.verify_mode = ssl.CERT_OPTIONAL
+    handler = type("BoundHandler", (Handler,), {"fake": fake})
+    server = Server(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    return server, "https://127.0.0.1:%d" % server.server_address[1]
 
 
 def load_yaml_objects(paths: List[str]) -> List[dict]:

@@ -52,11 +52,11 @@ def check_model(model: str, node_set: NodeSet, require_all: bool) -> ModelCheck:
 
 
 def did_you_mean(model: str, node_set: NodeSet) -> str:
+    """Model names are case-sensitive labels: a different case is the likeliest typo, then near spellings."""
     offered = sorted(frozenset().union(*(n.cpu.models for n in node_set.capable))) if node_set.capable else []
-    close = difflib.get_close_matches(model, offered, n=3, cutoff=0.5)
-    if not close:
-        lowered = [m for m in offered if m.lower() == model.lower()]
-        close = lowered
+    by_lower = {m.lower(): m for m in offered}
+    close = [by_lower[model.lower()]] if model.lower() in by_lower else \
+        [by_lower[m] for m in difflib.get_close_matches(model.lower(), list(by_lower), n=3, cutoff=0.5)]
     return "; did you mean %s?" % " or ".join(close) if close else ""
 
 

@@ -40,6 +40,10 @@ class CredentialError(SourceError):
 def trimmed_token(token: Any) -> Optional[str]:
     """client-go trims token files; we trim every token, since whitespace cannot go into a header."""
     text = str(token).strip() if token is not None else ""
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7f for ch in text):
+        # Never show it: the message would carry the secret into logs.
+        raise CredentialError("the bearer token contains a line break or control character, so it cannot be "
+                              "sent in an HTTP header; check the kubeconfig, token file or exec plugin")
     return text or None
 
 

@@ -82,7 +82,8 @@ def http_error(call: Call, status: int, body: bytes, server: str) -> SourceError
 _X509 = {2: "certificate signed by unknown authority", 18: "certificate signed by unknown authority",
          19: "certificate signed by unknown authority", 20: "certificate signed by unknown authority",
          21: "certificate signed by unknown authority", 9: "certificate has expired or is not yet valid",
-         10: "certificate has expired or is not yet valid", 62: "certificate is not valid for the server's name"}
+         10: "certificate has expired or is not yet valid", 62: "certificate is not valid for the server's name",
+         64: "certificate is not valid for the server's name"}
 
 
 def tls_reason(exc: BaseException) -> str:
