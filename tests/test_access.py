@@ -162,6 +162,16 @@ def test_exec_plugin_failures_stop_before_any_request(fake, tmp_path, script, ex
     assert fake.requests == []  # never a request without the credentials the kubeconfig asked for
 
 
+def test_oidc_auth_provider_keeps_working(fake, tmp_path):
+    claims = base64.urlsafe_b64encode(json.dumps({"sub": "jane", "exp": 32503680000}).encode()).decode().rstrip("=")
+    id_token = "eyJhbGciOiJSUzI1NiJ9.%s.c2lnbmF0dXJl" % claims
+    user = {"auth-provider": {"name": "oidc", "config": {"client-id": "kubectl", "id-token": id_token,
+                                                         "idp-issuer-url": "https://issuer.invalid"}}}
+    kc = kubeconfig(tmp_path / "kc", fake.url, user)
+    assert run_cli(["common", "-o", "json"], env=base_env(KUBECONFIG=kc)).returncode == 0
+    assert {r["headers"]["authorization"] for r in fake.requests} == {"Bearer " + id_token}
+
+
 def test_401_is_kubectls_unauthorized(live_env, fake):
     fake.fault("GET", "nodes", status=401, reason="Unauthorized", message="Unauthorized")
     assert "You must be logged in to the server (Unauthorized)" in one_error(run_cli(["common"], env=live_env))
@@ -242,6 +252,16 @@ def test_kubeconfig_proxy_url(fake, proxy, tmp_path):
     assert log and all(target.startswith(fake.url) for _, target in log)
     socks = kubeconfig(tmp_path / "socks", fake.url, {"token": TOKEN}, {"proxy-url": "socks5://127.0.0.1:1080"})
     assert "socks5 proxy scheme is not supported" in one_error(run_cli(["common"], env=base_env(KUBECONFIG=socks)))
+
+
+def test_http_proxy_for_http_servers(fake, proxy, tmp_path):
+    url, log = proxy
+    named = fake.url.replace("127.0.0.1", "kube.test")
+    kc = kubeconfig(tmp_path / "kc", named, {"token": TOKEN})
+    env = base_env(KUBECONFIG=kc, HTTP_PROXY=url, HTTPS_PROXY="http://127.0.0.1:1")
+    assert run_cli(["common", "-o", "json"], env=env).returncode == 0
+    assert log and all(method == "GET" and target.startswith(named) for method, target in log)
+    assert {r["headers"]["authorization"] for r in fake.requests} == {"Bearer " + TOKEN}
 
 
 def test_https_proxy_for_https_servers_and_no_proxy(tls, certs, proxy, tmp_path):
