@@ -24,6 +24,12 @@ demo: $(VENV)/.installed
 	@echo
 	$(PLUGIN) why-not vm/web-1 hv-01 -f $(DEMO)
 	@echo
+	$(PLUGIN) drain-check hv-03 -f $(DEMO)
+	@echo
+	$(PLUGIN) drain-check --all -f $(DEMO)
+	@echo
+	$(PLUGIN) audit -A -f $(DEMO)
+	@echo
 	$(PLUGIN) set --cluster Skylake-Server-IBRS --dry-run=client -f $(DEMO)
 
 test: $(VENV)/.installed

@@ -6,7 +6,7 @@ The API's own vocabulary -- CPU modes, the names kubectl accepts for a VM -- is 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 # spec.domain.cpu.model values that are modes, not named models (KubeVirt schema.go).
@@ -120,6 +120,9 @@ class VirtualMachineInstance:
     realtime: bool
     launch_security: Tuple[str, ...]
     conditions: Tuple[Condition, ...]
+    eviction_strategy: Optional[str] = None
+    threads: int = 1
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def running(self) -> bool:
@@ -139,6 +142,7 @@ class VirtualMachine:
     cpu_model: Optional[str]
     running: bool  # a VMI exists (status.created), per the VM's own status
     template: VirtualMachineInstance  # spec.template as a VMI, before KubeVirt's defaulting
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,7 @@ class KubeVirtConfig:
     obsolete_cpu_models: Optional[frozenset]  # None: not configured, KubeVirt's default applies
     node_selectors: Mapping[str, str]
     version: Optional[str]
+    eviction_strategy: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -252,7 +257,12 @@ def parse_vm(raw: dict) -> VirtualMachine:
         cpu_model=template.cpu_model,
         running=bool(_get(raw, "status", "created")) or _get(raw, "status", "printableStatus") in RUNNING_STATES,
         template=template,
+        labels=_str_map(meta.get("labels")),
     )
+
+
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
 
 
 def _launch_security(spec: dict) -> Tuple[str, ...]:
@@ -295,6 +305,9 @@ def parse_vmi(raw: dict) -> VirtualMachineInstance:
         realtime=bool(cpu.get("realtime") is not None and cpu.get("realtime") is not False),
         launch_security=_launch_security(spec),
         conditions=_conditions(status.get("conditions")),
+        eviction_strategy=str(spec["evictionStrategy"]) if spec.get("evictionStrategy") else None,
+        threads=_int(cpu.get("threads"), 1),
+        labels=_str_map(meta.get("labels")),
     )
 
 
@@ -328,6 +341,7 @@ def parse_kubevirt(raw: dict) -> KubeVirtConfig:
         obsolete_cpu_models=frozenset(k for k, v in obsolete.items() if v) if isinstance(obsolete, dict) else None,
         node_selectors=_str_map(_get(conf, "developerConfiguration", "nodeSelectors")),
         version=_get(raw, "status", "observedKubeVirtVersion") or None,
+        eviction_strategy=str(conf["evictionStrategy"]) if conf.get("evictionStrategy") else None,
     )
 
 

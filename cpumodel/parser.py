@@ -16,7 +16,8 @@ from cpumodel.errors import UsageError
 
 #: subcommand -> module implementing run(args, env), imported only when the command runs
 COMMANDS = {"diff": "cpumodel.commands.diff", "common": "cpumodel.commands.common",
-            "why-not": "cpumodel.commands.why_not", "set": "cpumodel.commands.set_model"}
+            "why-not": "cpumodel.commands.why_not", "set": "cpumodel.commands.set_model",
+            "drain-check": "cpumodel.commands.drain_check", "audit": "cpumodel.commands.audit"}
 GLOBAL_DEFAULTS = {"kubeconfig": None, "context": None, "namespace": None, "request_timeout": "0",
                    "filename": None, "output": "table", "v": 0, "no_headers": False,
                    "kube_cluster": None, "user": None, "server": None, "token": None, "certificate_authority": None,
@@ -35,6 +36,8 @@ highest CPU model every node supports, why a VM cannot move to a node, and sets
 an explicit model safely."""
 
 EPILOG = """examples:
+  kubectl cpumodel drain-check node-a
+  kubectl cpumodel audit -A
   kubectl cpumodel common
   kubectl cpumodel diff node-a node-b
   kubectl cpumodel why-not vm/web-1 node-b -n prod
@@ -194,6 +197,29 @@ def add_set(subparsers, parents) -> None:
                         "(default: the ManagedChart fleet-local/harvester when present)")
 
 
+def add_drain_check(subparsers, parents) -> None:
+    p = subparsers.add_parser("drain-check", parents=parents, help="What a node drain does to every VM on it",
+                              description="For every VM running on the given nodes, drained together: the eviction "
+                                          "strategy, whether it migrates (and where), shuts down or blocks the "
+                                          "drain, why, and the one fix. With --all: every VM-capable node drained "
+                                          "alone, in turn (a rolling upgrade).")
+    p.add_argument("nodes", nargs="*", metavar="NODE", help="The nodes to drain together")
+    p.add_argument("--all", action="store_true", help="Check every VM-capable node, each drained alone")
+    add_selector(p, "the nodes to check with --all")
+    p.add_argument("--exit-code", action="store_true", help="Exit 3 if any VM would block the drain")
+
+
+def add_audit(subparsers, parents) -> None:
+    p = subparsers.add_parser("audit", parents=parents, help="Every VM's CPU mode, reach and migration risks",
+                              description="Every VirtualMachine (running or not): its CPU mode and where the model "
+                                          "comes from, how many nodes its next migration (or start) could land on, "
+                                          "its risks, and the commands that fix the most VMs.")
+    p.add_argument("-A", "--all-namespaces", action="store_true", help="VMs in every namespace")
+    add_selector(p, "the VMs to audit")
+    p.add_argument("--exit-code", action="store_true",
+                   help="Exit 3 if a VM has no target, is not live-migratable or carries sticky host-model constraints")
+
+
 def build_parser(prog: str = "kubectl cpumodel", output=None) -> argparse.ArgumentParser:
     parents = [global_flags()]
     parser = Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG, parents=parents, allow_abbrev=False,
@@ -201,7 +227,7 @@ def build_parser(prog: str = "kubectl cpumodel", output=None) -> argparse.Argume
     parser.add_argument("--version", action="version", version="kubectl-cpumodel %s" % __version__)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
                                        parser_class=lambda **kw: Parser(output=output, allow_abbrev=False, **kw))
-    for add in (add_diff, add_common, add_why_not, add_set):
+    for add in (add_diff, add_common, add_why_not, add_set, add_drain_check, add_audit):
         add(subparsers, parents)
     return parser
 

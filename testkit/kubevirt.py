@@ -113,21 +113,24 @@ def kubevirt(version: str = "v1.8.4", cpu_model: Optional[str] = None, namespace
 
 
 def vm(name: str, model: Optional[str] = None, running: bool = True, ns: str = "default",
-       node_selector: Optional[Dict[str, str]] = None, domain: Optional[dict] = None, **template) -> dict:
-    """A VirtualMachine as Harvester creates it; `domain` and `template` add to its template spec."""
+       node_selector: Optional[Dict[str, str]] = None, domain: Optional[dict] = None,
+       labels: Optional[Dict[str, str]] = None, **template) -> dict:
+    """A VirtualMachine as Harvester creates it (eviction strategy LiveMigrate); `domain` and `template`
+    add to its template spec, `labels` to its own labels."""
     dom = {"cpu": {"cores": 2, "sockets": 1, "threads": 1}, "devices": {}, "machine": {"type": "q35"},
            "resources": {"requests": {"memory": "4Gi"}}}
     if model:
         dom["cpu"]["model"] = model
     dom.update(domain or {})
-    spec: dict = {"domain": dom}
+    spec: dict = {"domain": dom, "evictionStrategy": "LiveMigrate"}
     if node_selector:
         spec["nodeSelector"] = node_selector
     spec.update(template)
     return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
             "metadata": {"name": name, "namespace": ns, "uid": "uid-vm-" + name, "creationTimestamp": CREATED,
                          "generation": 3, "annotations": {"harvesterhci.io/vmRunStrategy": "RerunOnFailure"},
-                         "labels": {"app": name.split("-")[0], "harvesterhci.io/creator": "harvester"}},
+                         "labels": dict({"app": name.split("-")[0], "harvesterhci.io/creator": "harvester"},
+                                        **(labels or {}))},
             "spec": {"runStrategy": "RerunOnFailure" if running else "Halted", "template": {
                 "metadata": {"labels": {"harvesterhci.io/vmName": name}}, "spec": spec}},
             "status": {"printableStatus": "Running" if running else "Stopped", "ready": running, "created": running}}

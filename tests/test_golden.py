@@ -27,6 +27,13 @@ SCENARIOS = {
     "set-vm-dry-run": ["set", "vm/web-1", "Skylake-Server-IBRS", "--dry-run=client"],
     "set-cluster-dry-run": ["set", "--cluster", "Skylake-Server-IBRS", "--dry-run=client"],
     "set-refused": ["set", "--cluster", "Cascadelake-Server", "--dry-run=client"],
+    "drain-check-migrates": ["drain-check", "hv-01"],
+    "drain-check-blocked": ["drain-check", "hv-03", "--exit-code"],
+    "drain-check-shutdown": ["drain-check", "hv-02"],
+    "drain-check-together": ["drain-check", "hv-01", "hv-02"],
+    "drain-check-all": ["drain-check", "--all"],
+    "audit": ["audit", "-A"],
+    "audit-wide": ["audit", "-A", "-o", "wide"],
 }
 
 

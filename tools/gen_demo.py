@@ -108,8 +108,9 @@ def build(fixtures_dir):
     # app-1: named model, runs anywhere that model is usable.
     app = kv.vm("app-1", model="Skylake-Server-IBRS", ns="prod")
     app_vmi = kv.vmi_of(app, "hv-04")
-    # legacy-1: a leftover hostname pin from an old Harvester Migrate action.
-    legacy = kv.vm("legacy-1", model="Skylake-Server-IBRS", node_selector={"kubernetes.io/hostname": "hv-02"})
+    # legacy-1: a leftover hostname pin from an old Harvester Migrate action; shut down in maintenance mode.
+    legacy = kv.vm("legacy-1", model="Skylake-Server-IBRS", node_selector={"kubernetes.io/hostname": "hv-02"},
+                   labels={"harvesterhci.io/maintain-mode-strategy": "ShutdownAndRestartAfterDisable"})
     legacy_vmi = kv.vmi_of(legacy, "hv-02")
     # batch-1: stopped, named model Cascadelake-Server.
     batch = kv.vm("batch-1", model="Cascadelake-Server", running=False)

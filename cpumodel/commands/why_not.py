@@ -9,7 +9,7 @@ from cpumodel import objects
 from cpumodel.commands.context import (Common, Environment, Problems, common_options, emit, open_source,
                                        parse_vm_reference)
 from cpumodel.core.catalog import Catalog
-from cpumodel.core.migration import VmState
+from cpumodel.core.migration import VmState, current_launcher
 from cpumodel.core.why_not import MigrationAttempt, explain
 from cpumodel.errors import ExitCode, NotFound
 from cpumodel.output.render import names
@@ -57,13 +57,6 @@ def _resolve(reader: ClusterReader, kind: str, name: str):
     return vm, vmi, namespace
 
 
-def current_pod(reader: ClusterReader, vmi: objects.VirtualMachineInstance) -> Optional[objects.Pod]:
-    """KubeVirt's CurrentVMIPod: the VMI's launcher pod on status.nodeName, newest first (kubevirt-rules §3.5)."""
-    pods = [p for p in reader.launcher_pods(vmi) if p.node_name == vmi.node_name
-            and (not p.owner_uids or vmi.uid in p.owner_uids)]
-    return pods[0] if pods else None
-
-
 def _attempt(reader: ClusterReader, mig: objects.Migration) -> MigrationAttempt:
     pods = []
     for pod in reader.migration_pods(mig.namespace, mig.uid):
@@ -91,7 +84,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     nodes: List[objects.Node] = reader.nodes()
     if o.node and o.node not in {n.name for n in nodes}:
         reader.node(o.node)  # raises a clean not-found error
-    pod = current_pod(reader, vmi) if vmi is not None and vmi.running else None
+    pod = current_launcher(vmi, reader.launcher_pods(vmi)) if vmi is not None and vmi.running else None
     attempts, events = _history(reader, namespace, vmi)
     state = VmState(o.name, namespace, vm, vmi, pod)
     result = explain(Catalog.load(), state, nodes, reader.kubevirt(), o.node, attempts, events)

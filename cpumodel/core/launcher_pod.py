@@ -185,13 +185,14 @@ def _render(vmi: VirtualMachineInstance, vm: Optional[VirtualMachine], kubevirt:
     return pod
 
 
-def _migrated_before(pod: Optional[Pod]) -> bool:
+def migrated_before(pod: Optional[Pod]) -> bool:
+    """KubeVirt's migratedAtLeastOnce: the pod already carries host-model keys (kubevirt-rules §3.2)."""
     return pod is not None and any(L.CPU_FEATURE in k or L.CPU_MODEL_MIGRATION in k for k in pod.node_selector)
 
 
 def _add_host_model_rule(pod: _Builder, source_pod: Optional[Pod], source_node: Optional[Node]) -> None:
     """prepareNodeSelectorForHostCpuModel (kubevirt-rules §3.2): copy the sticky keys, else read the source node."""
-    if _migrated_before(source_pod):
+    if migrated_before(source_pod):
         for key, value in source_pod.node_selector.items():  # type: ignore[union-attr]
             if L.CPU_FEATURE in key or L.CPU_MODEL_MIGRATION in key:
                 pod.require(key, value, ORIGIN_INHERITED)

@@ -90,6 +90,12 @@ def situation(state: VmState, nodes: Dict[str, Node], kubevirt: Optional[KubeVir
     return Situation(state.name, False, None, vmi, fresh_start(base, state.vm, kubevirt, note))  # type: ignore[arg-type]
 
 
+def current_launcher(vmi: VirtualMachineInstance, pods: Sequence[Pod]) -> Optional[Pod]:
+    """KubeVirt's CurrentVMIPod: the VMI's launcher pod on status.nodeName, newest first (kubevirt-rules §3.5)."""
+    own = [p for p in pods if p.node_name == vmi.node_name and (not p.owner_uids or vmi.uid in p.owner_uids)]
+    return max(own, key=lambda p: (p.created, p.name)) if own else None
+
+
 def vm_reasons(s: Situation, node: Node) -> List[Reason]:
     """The checks that do not depend on the node's labels, in reporting order."""
     reasons = []
@@ -173,6 +179,10 @@ class MigrationEngine:
     def accepts(self, s: Situation, node: Node) -> bool:
         """The verdict alone, without building messages (cluster-wide questions ask it millions of times)."""
         return s.running and not vm_reasons(s, node) and not self.failures(s.constraints.demand, node)
+
+    def fits(self, s: Situation, node: Node) -> bool:
+        """Whether the scheduler would place the pod on the node (a start, for a stopped VM)."""
+        return not s.constraints.blocked and not self.failures(s.constraints.demand, node)
 
     def verdict(self, s: Situation, node: Node, catalog: Optional[Catalog] = None) -> NodeVerdict:
         reasons = self.reasons(s, node)

@@ -25,6 +25,10 @@ def report(kind: str, body: Dict[str, Any]) -> Dict[str, Any]:
     return dict({"apiVersion": API_VERSION, "kind": kind}, **body)
 
 
+def plural(count: int, word: str) -> str:
+    return "%d %s%s" % (count, word, "" if count == 1 else "s")
+
+
 def names(kind: str, items: Sequence[str]) -> str:
     """-o name: kubectl's TYPE/NAME lines."""
     return "".join("%s/%s\n" % (kind, item) for item in items)

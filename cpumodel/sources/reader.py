@@ -9,6 +9,7 @@ from cpumodel.sources import resources as r
 from cpumodel.sources.base import Source
 
 HARVESTER_CHART = ("fleet-local", "harvester")
+LAUNCHER_UIDS_PER_REQUEST = 100  # keeps a label selector of VMI uids well inside URL limits
 
 
 class ClusterReader:
@@ -81,6 +82,32 @@ class ClusterReader:
             return objects.parse_vmi(self.source.get(r.VMIS, namespace, name))
         except NotFound:
             return None
+
+    def vmis(self, namespace: Optional[str] = None, label_selector: Optional[str] = None
+             ) -> List[objects.VirtualMachineInstance]:
+        return [objects.parse_vmi(o) for o in self.source.list(r.VMIS, namespace, label_selector=label_selector)]
+
+    def vmis_on(self, nodes: List[str]) -> List[objects.VirtualMachineInstance]:
+        """VMIs on these nodes, in every namespace: KubeVirt labels each VMI with its node (kubevirt.io/nodeName)."""
+        return self.vmis(None, "kubevirt.io/nodeName in (%s)" % ",".join(sorted(nodes)))
+
+    def launchers(self, namespace: Optional[str] = None,
+                  vmis: Optional[List[objects.VirtualMachineInstance]] = None) -> List[objects.Pod]:
+        """virt-launcher pods, by label selector: of the given VMIs (100 a request), else all in the namespace."""
+        base = "kubevirt.io=virt-launcher"
+        if vmis is None:
+            return [objects.parse_pod(p) for p in self.source.list(r.PODS, namespace, label_selector=base)]
+        uids = sorted({v.uid for v in vmis if v.uid})
+        pods: List[objects.Pod] = []
+        for start in range(0, len(uids), LAUNCHER_UIDS_PER_REQUEST):
+            chunk = ",".join(uids[start:start + LAUNCHER_UIDS_PER_REQUEST])
+            pods += [objects.parse_pod(p) for p in self.source.list(
+                r.PODS, namespace, label_selector="%s,kubevirt.io/created-by in (%s)" % (base, chunk))]
+        return pods
+
+    def vm_labels(self, key: str) -> Dict[Tuple[str, str], str]:
+        """(namespace, name) -> value of one label, for the VMs in any namespace that carry it."""
+        return {(vm.namespace, vm.name): vm.labels[key] for vm in self.vms(None, key)}
 
     def launcher_pods(self, vmi: objects.VirtualMachineInstance) -> List[objects.Pod]:
         """virt-launcher pods of a VMI, by label selector (never all pods), newest first."""

@@ -1,0 +1,59 @@
+"""`audit`: every VirtualMachine's CPU mode and origin, how far it can move, its risks, and the fixes."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from cpumodel import objects
+from cpumodel.commands.context import (Common, Environment, Problems, checked_selector, common_options, emit,
+                                       open_source)
+from cpumodel.core.audit import audit_cluster
+from cpumodel.core.catalog import Catalog
+from cpumodel.core.highest_common import analyse_common
+from cpumodel.core.migration import MigrationEngine
+from cpumodel.core.nodes import split_nodes
+from cpumodel.errors import ExitCode
+from cpumodel.output.audit_report import render_table, to_document
+from cpumodel.output.render import names
+from cpumodel.sources.reader import ClusterReader
+
+
+@dataclass(frozen=True)
+class Options:
+    common: Common
+    all_namespaces: bool
+    selector: Optional[str]
+    exit_code: bool
+
+
+def options(args: argparse.Namespace) -> Options:
+    problems = Problems()
+    common = common_options(args, problems)
+    selector = problems.check(lambda: checked_selector(args.selector))
+    if args.all_namespaces and args.namespace:
+        problems.add("use -n NAMESPACE or -A, not both")
+    problems.raise_any()
+    return Options(common, args.all_namespaces, selector, args.exit_code)
+
+
+def run(args: argparse.Namespace, env: Environment) -> int:
+    o = options(args)
+    reader = ClusterReader(open_source(args, env, o.common.timeout))
+    namespace = None if o.all_namespaces else reader.source.namespace
+    vms = reader.vms(namespace, o.selector)
+    nodes = reader.nodes()
+    kubevirt = reader.kubevirt()
+    vmis: Dict[tuple, objects.VirtualMachineInstance] = {(v.namespace, v.name): v for v in reader.vmis(namespace)}
+    pods: Dict[str, List[objects.Pod]] = {}
+    for pod in reader.launchers(namespace):
+        pods.setdefault(pod.labels.get("kubevirt.io/created-by", ""), []).append(pod)
+    catalog = Catalog.load()
+    node_set = split_nodes(nodes)
+    result = audit_cluster(catalog, MigrationEngine(nodes, kubevirt), node_set,
+                           analyse_common(catalog, node_set, kubevirt), vms, vmis, pods)
+    if not vms and o.common.fmt not in ("json", "yaml"):
+        env.warn("no VirtualMachines found%s" % (" in namespace %s" % namespace if namespace else ""))
+    emit(env, o.common, lambda: to_document(result), lambda style: render_table(result, style),
+         lambda: names("virtualmachine.kubevirt.io", ["%s" % v.vm for v in result.vms if v.risks]))
+    return ExitCode.BLOCKED if o.exit_code and result.blocking else ExitCode.OK

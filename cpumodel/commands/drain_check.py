@@ -1,0 +1,91 @@
+"""`drain-check`: before a drain or an upgrade, which VMs migrate, shut down, or hang the drain -- and the fix."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from cpumodel import objects
+from cpumodel.commands.context import (Common, Environment, Problems, checked_selector, common_options, emit,
+                                       open_source)
+from cpumodel.core.api_selectors import matches, parse_selector
+from cpumodel.core.catalog import Catalog, obsolete_models
+from cpumodel.core.drain import MAINTAIN_MODE_LABEL, RunningVm, check_drain
+from cpumodel.core.migration import MigrationEngine, current_launcher
+from cpumodel.core.nodes import split_nodes
+from cpumodel.errors import ExitCode, UsageError
+from cpumodel.output.drain_report import accepting, render_all, render_table, steps_document, to_document
+from cpumodel.output.render import names
+from cpumodel.sources.reader import ClusterReader
+
+HARVESTER_DEFAULT_MAINTAIN_MODE = "Migrate"
+
+
+@dataclass(frozen=True)
+class Options:
+    common: Common
+    nodes: Tuple[str, ...]
+    every_node: bool
+    selector: Optional[str]
+    exit_code: bool
+
+
+def options(args: argparse.Namespace) -> Options:
+    problems = Problems()
+    common = common_options(args, problems)
+    selector = problems.check(lambda: checked_selector(args.selector))
+    if args.all and args.nodes:
+        problems.add("name the nodes to drain, or use --all, not both")
+    if not args.all and not args.nodes:
+        problems.add("name the nodes to drain (drain-check NODE...), or use --all")
+    if selector and not args.all:
+        problems.add("-l selects the nodes for --all; name the nodes otherwise")
+    problems.raise_any()
+    return Options(common, tuple(dict.fromkeys(args.nodes)), args.all, selector, args.exit_code)
+
+
+def running_vms(vmis: List[objects.VirtualMachineInstance], pods: List[objects.Pod],
+                maintain_modes: Dict[Tuple[str, str], str], harvester: bool) -> List[RunningVm]:
+    by_vmi: Dict[str, List[objects.Pod]] = {}
+    for pod in pods:
+        by_vmi.setdefault(pod.labels.get("kubevirt.io/created-by", ""), []).append(pod)
+    default = HARVESTER_DEFAULT_MAINTAIN_MODE if harvester else None
+    return [RunningVm(v, current_launcher(v, by_vmi.get(v.uid, [])), maintain_modes.get((v.namespace, v.name), default))
+            for v in vmis if v.running]
+
+
+def run(args: argparse.Namespace, env: Environment) -> int:
+    o = options(args)
+    reader = ClusterReader(open_source(args, env, o.common.timeout))
+    nodes = reader.nodes()
+    known = {n.name for n in nodes}
+    missing = [n for n in o.nodes if n not in known]
+    if missing:
+        raise UsageError("node(s) not found: %s" % ", ".join(missing))
+    kubevirt = reader.kubevirt()
+    harvester = reader.harvester_chart() is not None
+    vmis = reader.vmis_on(list(o.nodes)) if o.nodes else reader.vmis()
+    vms = running_vms(vmis, reader.launchers(None, vmis if o.nodes else None),
+                      reader.vm_labels(MAINTAIN_MODE_LABEL), harvester)
+    engine = MigrationEngine(nodes, kubevirt)
+    catalog = Catalog.load()
+    obsolete = obsolete_models(kubevirt.obsolete_cpu_models if kubevirt else None)
+    if o.nodes:
+        result = check_drain(catalog, engine, o.nodes, vms, obsolete)
+        emit(env, o.common, lambda: to_document(result), lambda style: render_table(result, style),
+             lambda: names("node", accepting(result)))
+        blocked = bool(result.blocked)
+    else:
+        steps = [check_drain(catalog, engine, (node,), [v for v in vms if v.vmi.node_name == node], obsolete)
+                 for node in drain_order(engine, o.selector)]
+        emit(env, o.common, lambda: steps_document(steps), lambda style: render_all(steps, style),
+             lambda: names("node", [s.drained[0] for s in steps if not s.blocked]))
+        blocked = any(s.blocked for s in steps)
+    return ExitCode.BLOCKED if o.exit_code and blocked else ExitCode.OK
+
+
+def drain_order(engine: MigrationEngine, selector: Optional[str]) -> List[str]:
+    """The VM-capable nodes (matching -l, evaluated here on the nodes already read), by name."""
+    capable = {n.name for n in split_nodes(engine.nodes).capable}
+    wanted = parse_selector(selector) if selector else []
+    return [n.name for n in engine.nodes if n.name in capable and matches(wanted, n.labels)]

@@ -1,0 +1,214 @@
+"""`audit`: every VirtualMachine's CPU mode, where its model comes from, its reach and its migration risks.
+
+`cpu` describes what the VM gets at its next start (kubevirt-rules §2.2: VM spec, else the
+cluster default, else host-model). Reach counts the VM-capable nodes its next migration
+target pod (a stopped VM: its launcher pod) would be accepted on, from the migration engine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from cpumodel.core import labels as L
+from cpumodel.core.catalog import Catalog, obsolete_models
+from cpumodel.core.highest_common import CommonResult
+from cpumodel.core.launcher_pod import migrated_before, start_vmi
+from cpumodel.core.migration import MigrationEngine, Situation, VmState, current_launcher
+from cpumodel.core.nodes import NodeSet
+from cpumodel.objects import HOST_MODEL, HOST_PASSTHROUGH, Pod, VirtualMachine, VirtualMachineInstance
+
+NAMED = "named"
+BLOCKING_RISKS = ("no-target", "not-migratable", "host-model-sticky")  # --exit-code 3
+CPU_RISKS = frozenset({"host-model-sticky", "host-model", "host-passthrough", "model-not-everywhere", "no-target",
+                       "single-target", "obsolete-model"})
+REACH_NAMED = 3  # reachable nodes are named when there are at most this many
+
+
+@dataclass(frozen=True)
+class CpuChoice:
+    mode: str  # named, host-model, host-passthrough
+    model: Optional[str]
+    origin: str  # vm, cluster-default, kubevirt-default
+
+
+@dataclass(frozen=True)
+class Risk:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class VmAudit:
+    vm: str
+    namespace: str
+    running: bool
+    node: Optional[str]
+    cpu: CpuChoice
+    reachable: Tuple[str, ...]
+    risks: Tuple[Risk, ...]
+    suggestion: Optional[str]
+
+    @property
+    def codes(self) -> Tuple[str, ...]:
+        return tuple(r.code for r in self.risks)
+
+
+@dataclass(frozen=True)
+class AuditFix:
+    command: str
+    vms: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    vms: Tuple[VmAudit, ...]
+    capable: int
+    recommended: Optional[str]
+    fixes: Tuple[AuditFix, ...]
+
+    @property
+    def by_risk(self) -> Dict[str, int]:
+        counts: Dict[str, int] = {}
+        for vm in self.vms:
+            for code in vm.codes:
+                counts[code] = counts.get(code, 0) + 1
+        return dict(sorted(counts.items()))
+
+    @property
+    def at_risk(self) -> int:
+        return sum(1 for vm in self.vms if vm.risks)
+
+    @property
+    def blocking(self) -> bool:
+        return any(code in BLOCKING_RISKS for vm in self.vms for code in vm.codes)
+
+
+def cpu_choice(vm: VirtualMachine, cluster_default: Optional[str]) -> CpuChoice:
+    model, origin = vm.cpu_model, "vm"
+    if not model:
+        model, origin = (cluster_default, "cluster-default") if cluster_default else (HOST_MODEL, "kubevirt-default")
+    mode = model if model in (HOST_MODEL, HOST_PASSTHROUGH) else NAMED
+    return CpuChoice(mode, model if mode == NAMED else None, origin)
+
+
+def hostname_pinned(vm: VirtualMachine) -> bool:
+    """A kubernetes.io/hostname pin in the VM spec (not the migration's own anti-affinity, which is the pod's)."""
+    template = vm.template
+    return L.HOSTNAME in template.node_selector or any(
+        (r.key == L.HOSTNAME and not r.is_field) or (r.is_field and r.key == "metadata.name")
+        for term in template.required_terms for r in term.requirements)
+
+
+class Auditor:
+    def __init__(self, catalog: Catalog, engine: MigrationEngine, node_set: NodeSet, common: CommonResult):
+        self.catalog, self.engine, self.common = catalog, engine, common
+        self.capable = [engine.by_name[n.name] for n in node_set.capable]
+        cpus = [n.cpu for n in node_set.capable]
+        self.host_models = sorted({c.host_model for c in cpus if c.host_model})
+        self.cpu_kinds = len({c.features for c in cpus})
+        kubevirt = engine.kubevirt
+        self.cluster_default = kubevirt.cpu_model if kubevirt else None
+        self.obsolete = obsolete_models(kubevirt.obsolete_cpu_models if kubevirt else None)
+        self.usable: Dict[str, frozenset] = {n.name: n.cpu.models for n in node_set.capable}
+
+
+    def reach(self, s: Situation) -> Tuple[str, ...]:
+        if s.running:
+            return tuple(n.name for n in self.capable if self.engine.accepts(s, n))
+        return tuple(n.name for n in self.capable if self.engine.fits(s, n))
+
+    def audit(self, vm: VirtualMachine, vmi: Optional[VirtualMachineInstance], pods: Sequence[Pod]) -> VmAudit:
+        running = vmi is not None and vmi.running
+        launcher = current_launcher(vmi, pods) if running else None  # type: ignore[arg-type]
+        s = self.engine.situation(VmState(vm.name, vm.namespace, vm, vmi if running else None, launcher))
+        cpu = cpu_choice(vm, self.cluster_default)
+        reachable = self.reach(s)
+        sticky = running and s.vmi.cpu_model == HOST_MODEL and migrated_before(launcher)  # type: ignore[union-attr]
+        risks = self.risks(vm, s, cpu, reachable, sticky)
+        fix = self.common.recommended if self.common.recommended and any(r.code in CPU_RISKS for r in risks) \
+            and cpu.model != self.common.recommended else None
+        return VmAudit(vm.name, vm.namespace, s.running, s.source_node, cpu, reachable, risks, fix)
+
+    def risks(self, vm: VirtualMachine, s: Situation, cpu: CpuChoice, reachable: Sequence[str],
+              sticky: bool) -> Tuple[Risk, ...]:
+        found: List[Risk] = []
+        if sticky:
+            found.append(Risk("host-model-sticky", "carries host-model constraints from an earlier migration "
+                                                   "(they came from another node's CPU); a restart clears them"))
+        if cpu.mode == HOST_MODEL and len(self.host_models) > 1:
+            found.append(Risk("host-model", "host-model in a cluster whose nodes have %d host models (%s): it can only "
+                                            "move to nodes like the one it starts on"
+                              % (len(self.host_models), ", ".join(self.host_models))))
+        if cpu.mode == HOST_PASSTHROUGH and self.cpu_kinds > 1:
+            found.append(Risk("host-passthrough", "host-passthrough in a cluster whose nodes offer %d different CPUs: "
+                                                  "libvirt refuses a migration to a different CPU" % self.cpu_kinds))
+        found += self._model_risks(cpu)
+        found += self._reach_risks(s, reachable)
+        found += self._state_risks(vm, s)
+        return tuple(found)
+
+    def _model_risks(self, cpu: CpuChoice) -> List[Risk]:
+        if cpu.mode != NAMED:
+            return []
+        found = []
+        lacking = sorted(n for n, models in self.usable.items() if cpu.model not in models)
+        if lacking:
+            found.append(Risk("model-not-everywhere", "%s is not usable on %s" % (cpu.model, ", ".join(lacking))))
+        if cpu.model in self.obsolete:
+            found.append(Risk("obsolete-model", "%s is on KubeVirt's obsolete list: no node advertises it" % cpu.model))
+        return found
+
+    def _reach_risks(self, s: Situation, reachable: Sequence[str]) -> List[Risk]:
+        if not s.running:
+            return []
+        if not reachable:
+            return [Risk("no-target", "no node accepts its migration target pod: a drain of %s hangs" % s.source_node)]
+        if len(reachable) == 1:
+            return [Risk("single-target", "only %s accepts its migration target pod" % reachable[0])]
+        return []
+
+    def _state_risks(self, vm: VirtualMachine, s: Situation) -> List[Risk]:
+        found = []
+        cond = s.vmi.condition("LiveMigratable") if s.vmi is not None and s.running else None
+        if cond is not None and cond.status == "False":
+            found.append(Risk("not-migratable", "not live-migratable (%s: %s)" % (cond.reason or "LiveMigratable=False",
+                                                                                 cond.message or "no message")))
+        if s.running and s.vmi is not None:
+            wanted = start_vmi(vm, self.engine.kubevirt).cpu_model
+            if wanted != s.vmi.cpu_model:
+                found.append(Risk("restart-pending", "runs with %s; its next start gets %s" % (s.vmi.cpu_model, wanted)))
+        if hostname_pinned(vm):
+            found.append(Risk("hostname-pin", "its spec pins it to a node by kubernetes.io/hostname (a leftover of an "
+                                              "old Harvester Migrate action?): it can never move"))
+        return found
+
+
+def fixes(vms: Sequence[VmAudit], recommended: Optional[str]) -> Tuple[AuditFix, ...]:
+    """The commands that fix the most VMs: the cluster default for VMs without a model, per-VM for the rest."""
+    if not recommended:
+        return ()
+    adopt = [v for v in vms if v.suggestion and v.cpu.origin in ("cluster-default", "kubevirt-default")]
+    own: Dict[str, List[VmAudit]] = {}
+    for v in vms:
+        if v.suggestion and v.cpu.origin == "vm":
+            own.setdefault(v.namespace, []).append(v)
+    found = []
+    if adopt:
+        found.append(AuditFix("kubectl cpumodel set --cluster %s" % recommended,
+                              tuple("%s/%s" % (v.namespace, v.vm) for v in adopt)))
+    for ns, group in sorted(own.items()):
+        found.append(AuditFix("kubectl cpumodel set %s %s -n %s" % (" ".join("vm/" + v.vm for v in group), recommended,
+                                                                      ns),
+                              tuple("%s/%s" % (v.namespace, v.vm) for v in group)))
+    return tuple(sorted(found, key=lambda f: -len(f.vms)))
+
+
+def audit_cluster(catalog: Catalog, engine: MigrationEngine, node_set: NodeSet, common: CommonResult,
+                  vms: Sequence[VirtualMachine], vmis: Dict[Tuple[str, str], VirtualMachineInstance],
+                  pods: Dict[str, List[Pod]]) -> AuditResult:
+    auditor = Auditor(catalog, engine, node_set, common)
+    results = []
+    for vm in sorted(vms, key=lambda v: (v.namespace, v.name)):
+        vmi = vmis.get((vm.namespace, vm.name))
+        results.append(auditor.audit(vm, vmi, pods.get(vmi.uid, []) if vmi else []))
+    return AuditResult(tuple(results), len(auditor.capable), common.recommended, fixes(results, common.recommended))
