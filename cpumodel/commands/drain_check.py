@@ -10,7 +10,7 @@ from cpumodel.commands.context import (Common, Environment, Problems, checked_se
                                        open_source)
 from cpumodel.core.api_selectors import matches, parse_selector
 from cpumodel.core.catalog import Catalog, obsolete_models
-from cpumodel.core.drain import MAINTAIN_MODE_LABEL, RunningVm, check_drain
+from cpumodel.core.drain import MAINTAIN_MODE_LABEL, DrainPlanner, RunningVm
 from cpumodel.core.migration import MigrationEngine, current_launcher
 from cpumodel.core.nodes import split_nodes
 from cpumodel.errors import ExitCode, UsageError
@@ -68,16 +68,17 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     vms = running_vms(vmis, reader.launchers(None, vmis if o.nodes else None),
                       reader.vm_labels(MAINTAIN_MODE_LABEL), harvester)
     engine = MigrationEngine(nodes, kubevirt)
-    catalog = Catalog.load()
-    obsolete = obsolete_models(kubevirt.obsolete_cpu_models if kubevirt else None)
+    planner = DrainPlanner(Catalog.load(), engine, obsolete_models(kubevirt.obsolete_cpu_models if kubevirt else None))
     if o.nodes:
-        result = check_drain(catalog, engine, o.nodes, vms, obsolete)
+        result = planner.check(o.nodes, vms)
         emit(env, o.common, lambda: to_document(result), lambda style: render_table(result, style),
              lambda: names("node", accepting(result)))
         blocked = bool(result.blocked)
     else:
-        steps = [check_drain(catalog, engine, (node,), [v for v in vms if v.vmi.node_name == node], obsolete)
-                 for node in drain_order(engine, o.selector)]
+        on_node: Dict[str, List[RunningVm]] = {}
+        for vm in vms:
+            on_node.setdefault(vm.vmi.node_name or "", []).append(vm)
+        steps = [planner.check((node,), on_node.get(node, [])) for node in drain_order(engine, o.selector)]
         emit(env, o.common, lambda: steps_document(steps), lambda style: render_all(steps, style),
              lambda: names("node", [s.drained[0] for s in steps if not s.blocked]))
         blocked = any(s.blocked for s in steps)

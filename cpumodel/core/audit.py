@@ -7,13 +7,13 @@ target pod (a stopped VM: its launcher pod) would be accepted on, from the migra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from cpumodel.core import labels as L
 from cpumodel.core.catalog import Catalog, obsolete_models
 from cpumodel.core.highest_common import CommonResult
 from cpumodel.core.launcher_pod import migrated_before, start_vmi
-from cpumodel.core.migration import MigrationEngine, Situation, VmState, current_launcher
+from cpumodel.core.migration import MigrationEngine, Situation, VmState, current_launcher, live_migratable
 from cpumodel.core.nodes import NodeSet
 from cpumodel.objects import HOST_MODEL, HOST_PASSTHROUGH, Pod, VirtualMachine, VirtualMachineInstance
 
@@ -22,6 +22,7 @@ BLOCKING_RISKS = ("no-target", "not-migratable", "host-model-sticky")  # --exit-
 CPU_RISKS = frozenset({"host-model-sticky", "host-model", "host-passthrough", "model-not-everywhere", "no-target",
                        "single-target", "obsolete-model"})
 REACH_NAMED = 3  # reachable nodes are named when there are at most this many
+LACKING_NAMED = 8  # nodes named in a model-not-everywhere message
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ class VmAudit:
     running: bool
     node: Optional[str]
     cpu: CpuChoice
-    reachable: Tuple[str, ...]
+    reach: int
+    reachable: Tuple[str, ...]  # named only when there are at most REACH_NAMED
     risks: Tuple[Risk, ...]
     suggestion: Optional[str]
 
@@ -110,26 +112,36 @@ class Auditor:
         self.cluster_default = kubevirt.cpu_model if kubevirt else None
         self.obsolete = obsolete_models(kubevirt.obsolete_cpu_models if kubevirt else None)
         self.usable: Dict[str, frozenset] = {n.name: n.cpu.models for n in node_set.capable}
+        self.capable_names = frozenset(self.usable)
+        self._pools: Dict[object, FrozenSet[str]] = {}
+        self._lacking_by_model: Dict[str, List[str]] = {}
 
 
-    def reach(self, s: Situation) -> Tuple[str, ...]:
-        if s.running:
-            return tuple(n.name for n in self.capable if self.engine.accepts(s, n))
-        return tuple(n.name for n in self.capable if self.engine.fits(s, n))
+    def reach(self, s: Situation) -> Tuple[int, Tuple[str, ...]]:
+        """How many VM-capable nodes take the VM (its source excluded), and their names when few."""
+        if s.running and not live_migratable(s.vmi):  # type: ignore[arg-type]
+            return 0, ()
+        demand = s.constraints.demand
+        pool = self._pools.get(demand)
+        if pool is None:
+            pool = self._pools[demand] = self.engine.fitting(s) & self.capable_names
+        count = len(pool) - (s.source_node in pool)
+        names = tuple(sorted(pool - {s.source_node})) if count <= REACH_NAMED else ()
+        return count, names
 
     def audit(self, vm: VirtualMachine, vmi: Optional[VirtualMachineInstance], pods: Sequence[Pod]) -> VmAudit:
         running = vmi is not None and vmi.running
         launcher = current_launcher(vmi, pods) if running else None  # type: ignore[arg-type]
         s = self.engine.situation(VmState(vm.name, vm.namespace, vm, vmi if running else None, launcher))
         cpu = cpu_choice(vm, self.cluster_default)
-        reachable = self.reach(s)
+        reach, reachable = self.reach(s)
         sticky = running and s.vmi.cpu_model == HOST_MODEL and migrated_before(launcher)  # type: ignore[union-attr]
-        risks = self.risks(vm, s, cpu, reachable, sticky)
+        risks = self.risks(vm, s, cpu, reach, reachable, sticky)
         fix = self.common.recommended if self.common.recommended and any(r.code in CPU_RISKS for r in risks) \
             and cpu.model != self.common.recommended else None
-        return VmAudit(vm.name, vm.namespace, s.running, s.source_node, cpu, reachable, risks, fix)
+        return VmAudit(vm.name, vm.namespace, s.running, s.source_node, cpu, reach, reachable, risks, fix)
 
-    def risks(self, vm: VirtualMachine, s: Situation, cpu: CpuChoice, reachable: Sequence[str],
+    def risks(self, vm: VirtualMachine, s: Situation, cpu: CpuChoice, reach: int, reachable: Sequence[str],
               sticky: bool) -> Tuple[Risk, ...]:
         found: List[Risk] = []
         if sticky:
@@ -143,7 +155,7 @@ class Auditor:
             found.append(Risk("host-passthrough", "host-passthrough in a cluster whose nodes offer %d different CPUs: "
                                                   "libvirt refuses a migration to a different CPU" % self.cpu_kinds))
         found += self._model_risks(cpu)
-        found += self._reach_risks(s, reachable)
+        found += self._reach_risks(s, reach, reachable)
         found += self._state_risks(vm, s)
         return tuple(found)
 
@@ -151,19 +163,27 @@ class Auditor:
         if cpu.mode != NAMED:
             return []
         found = []
-        lacking = sorted(n for n, models in self.usable.items() if cpu.model not in models)
+        lacking = self._lacking(cpu.model)  # type: ignore[arg-type]
         if lacking:
-            found.append(Risk("model-not-everywhere", "%s is not usable on %s" % (cpu.model, ", ".join(lacking))))
+            shown = ", ".join(lacking[:LACKING_NAMED]) + (" (+%d more)" % (len(lacking) - LACKING_NAMED)
+                                                          if len(lacking) > LACKING_NAMED else "")
+            found.append(Risk("model-not-everywhere", "%s is not usable on %s" % (cpu.model, shown)))
         if cpu.model in self.obsolete:
             found.append(Risk("obsolete-model", "%s is on KubeVirt's obsolete list: no node advertises it" % cpu.model))
         return found
 
-    def _reach_risks(self, s: Situation, reachable: Sequence[str]) -> List[Risk]:
+    def _lacking(self, model: str) -> List[str]:
+        found = self._lacking_by_model.get(model)
+        if found is None:
+            found = self._lacking_by_model[model] = sorted(n for n, models in self.usable.items() if model not in models)
+        return found
+
+    def _reach_risks(self, s: Situation, reach: int, reachable: Sequence[str]) -> List[Risk]:
         if not s.running:
             return []
-        if not reachable:
+        if not reach:
             return [Risk("no-target", "no node accepts its migration target pod: a drain of %s hangs" % s.source_node)]
-        if len(reachable) == 1:
+        if reach == 1:
             return [Risk("single-target", "only %s accepts its migration target pod" % reachable[0])]
         return []
 

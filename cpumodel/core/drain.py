@@ -12,13 +12,15 @@ drained, VM-capable, not cordoned, Ready).
 from __future__ import annotations
 
 import enum
+import heapq
 from dataclasses import dataclass, replace
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from cpumodel.core.catalog import Catalog
-from cpumodel.core.labels import node_cpu
-from cpumodel.core.migration import MigrationEngine, Situation, VmState, libvirt_warnings, needs_cpu_fix
-from cpumodel.core.nodes import split_nodes
+from cpumodel.core.launcher_pod import Demand
+from cpumodel.core.migration import (MigrationEngine, Situation, VmState, failure_key, failure_origin,
+                                     libvirt_warnings, live_migratable, needs_cpu_fix, vm_reasons)
+from cpumodel.core.nodes import NodeCpuCache, split_nodes
 from cpumodel.core.reasons import Category, Reason
 from cpumodel.objects import KubeVirtConfig, Node, Pod, VirtualMachineInstance
 
@@ -66,6 +68,25 @@ class Fix:
 
 
 @dataclass(frozen=True)
+class Targets:
+    """The nodes a VM would migrate to: a pool shared by every VM with the same demand, minus the drained nodes.
+
+    Sharing the pool keeps a cluster-wide check at thousands of VMs x thousands of nodes cheap;
+    names are listed only when shown.
+    """
+
+    pool: FrozenSet[str] = frozenset()
+    drained: FrozenSet[str] = frozenset()
+
+    def __len__(self) -> int:
+        return len(self.pool) - len(self.pool & self.drained)
+
+    def names(self, limit: int = 0) -> Tuple[str, ...]:
+        wanted = (n for n in self.pool if n not in self.drained)
+        return tuple(heapq.nsmallest(limit, wanted) if limit else sorted(wanted))
+
+
+@dataclass(frozen=True)
 class VmDrain:
     vm: str
     namespace: str
@@ -73,7 +94,7 @@ class VmDrain:
     eviction_strategy: str
     maintain_mode_strategy: Optional[str]
     action: Action
-    targets: Tuple[str, ...]
+    targets: Targets
     reasons: Tuple[BlockingKey, ...]
     warnings: Tuple[DrainWarning, ...]
     suggestion: Optional[str]  # the model that would unblock it
@@ -82,9 +103,13 @@ class VmDrain:
 @dataclass(frozen=True)
 class DrainResult:
     drained: Tuple[str, ...]
-    candidates: Tuple[str, ...]
+    eligible: FrozenSet[str]  # nodes that can take VMs at all; the candidates are these minus the drained
     vms: Tuple[VmDrain, ...]
     fix: Optional[Fix]
+
+    @property
+    def candidates(self) -> Tuple[str, ...]:
+        return tuple(sorted(self.eligible - frozenset(self.drained)))
 
     @property
     def summary(self) -> Dict[str, int]:
@@ -111,11 +136,6 @@ def eviction_strategy(vmi: VirtualMachineInstance, kubevirt: Optional[KubeVirtCo
     return vmi.eviction_strategy or (kubevirt.eviction_strategy if kubevirt else None) or NO_EVICTION
 
 
-def live_migratable(vmi: VirtualMachineInstance) -> bool:
-    cond = vmi.condition("LiveMigratable")
-    return cond is None or cond.status != "False"
-
-
 def decide(strategy: str, maintain_mode: Optional[str], live: bool, has_target: bool) -> Action:
     """The action of one VM (the drain-check table in docs/json-contract.md)."""
     if maintain_mode in SHUTDOWN_MAINTAIN_MODES:
@@ -131,100 +151,127 @@ def decide(strategy: str, maintain_mode: Optional[str], live: bool, has_target: 
     return Action.SHUTDOWN
 
 
-def candidate_nodes(engine: MigrationEngine, drained: Sequence[str]) -> Tuple[Node, ...]:
-    capable = {n.name for n in split_nodes(engine.nodes).capable}
-    return tuple(n for n in engine.nodes if n.name in capable and n.name not in drained
-                 and not n.unschedulable and n.ready is not False)
+class DrainPlanner:
+    """Drain checks over one engine: the nodes that could ever take a VM, and work shared between steps."""
 
+    def __init__(self, catalog: Catalog, engine: MigrationEngine, obsolete: frozenset):
+        self.catalog, self.engine, self.obsolete = catalog, engine, obsolete
+        capable = {n.name for n in split_nodes(engine.nodes).capable}
+        # Targets are VM-capable, schedulable and Ready; a step also leaves out the drained nodes.
+        self.eligible = frozenset(n.name for n in engine.nodes if n.name in capable and not n.unschedulable
+                                  and n.ready is not False)
+        self._pools: Dict[Demand, FrozenSet[str]] = {}
+        self._warned: Dict[tuple, Tuple[DrainWarning, ...]] = {}
+        self._cpu = NodeCpuCache()
+        self._offered: Optional[FrozenSet[str]] = None
 
-def blocking_keys(engine: MigrationEngine, s: Situation, candidates: Sequence[Node]) -> Tuple[BlockingKey, ...]:
-    """Each reason once, with the number of candidates it blocks; those that block every candidate first."""
-    if not candidates:
-        return (BlockingKey(Category.SCHEDULABLE, None, "no other node can take VMs: every other node is drained, "
-                            "cordoned, not Ready or not VM-capable", 0),)
-    counted: Dict[Tuple[Category, Optional[str]], List[Reason]] = {}
-    for node in candidates:
-        for reason in engine.reasons(s, node):
-            counted.setdefault((reason.category, reason.key), []).append(reason)
-    keys = []
-    for (category, key), reasons in counted.items():
-        first = reasons[0]
-        why = "required because %s" % first.origin if first.origin else first.message
-        keys.append(BlockingKey(category, key, why, len(reasons)))
-    return tuple(sorted(keys, key=lambda k: (-k.nodes, k.category.rank, k.key or "")))
+    def pool(self, s: Situation) -> FrozenSet[str]:
+        if not s.running or not live_migratable(s.vmi):  # type: ignore[arg-type]
+            return frozenset()
+        demand = s.constraints.demand
+        found = self._pools.get(demand)
+        if found is None:
+            found = self._pools[demand] = self.engine.fitting(s) & self.eligible
+        return found
 
+    def check(self, drained: Sequence[str], running: Sequence[RunningVm]) -> DrainResult:
+        gone = frozenset(drained)
+        candidates = len(self.eligible - gone)
+        results, blocked_states = [], []
+        for vm in sorted(running, key=lambda r: (r.vmi.namespace, r.vmi.name)):
+            state = VmState(vm.vmi.name, vm.vmi.namespace, None, vm.vmi, vm.launcher)
+            s = self.engine.situation(state)
+            targets = Targets(self.pool(s), gone)
+            strategy = eviction_strategy(vm.vmi, self.engine.kubevirt)
+            action = decide(strategy, vm.maintain_mode, live_migratable(vm.vmi), bool(len(targets)))
+            reasons = self.blocking_keys(s, gone, candidates) if action is Action.BLOCKED else ()
+            if action is Action.BLOCKED and needs_cpu_fix([Reason(k.category, k.key, k.message) for k in reasons]):
+                blocked_states.append((state, s))
+            warnings = self.warnings(s, vm, targets) if action is Action.MIGRATE else ()
+            results.append(VmDrain(vm.vmi.name, vm.vmi.namespace, vm.vmi.node_name or "", strategy, vm.maintain_mode,
+                                   action, targets, reasons, warnings, None))
+        fix, per_vm = self.best_fix(blocked_states, gone)
+        results = [replace(r, suggestion=per_vm.get((r.namespace, r.vm))) for r in results]
+        return DrainResult(tuple(drained), self.eligible, tuple(results), fix)
 
-def drain_warnings(catalog: Catalog, engine: MigrationEngine, s: Situation, vm: RunningVm,
-                   targets: Sequence[Node]) -> Tuple[DrainWarning, ...]:
-    """What the labels allow but libvirt or QEMU is known to refuse (never changes the action)."""
-    found: List[DrainWarning] = []
-    source = engine.by_name.get(s.source_node or "")
-    refused = [libvirt_warnings(catalog, s, source, t) for t in targets]
-    if targets and all(refused):
-        code = "host-passthrough-cpu" if "host-passthrough" in refused[0][0] else "missing-cpu-features"
-        found.append(DrainWarning(code, "every target the scheduler allows is likely refused by libvirt: %s"
-                                  % refused[0][0]))
-    if "kubevirt.io/outdatedLauncherImage" in vm.vmi.labels:
-        found.append(DrainWarning("outdated-launcher", "the VM runs an outdated virt-launcher (a KubeVirt update is "
-                                  "under way): its migration target uses the new one, which may offer other CPU "
-                                  "models and features"))
-    if vm.vmi.threads > 1:
-        lacking = [t.name for t in targets if "ht" not in node_cpu(t.labels).features]
-        if lacking and len(lacking) == len(targets):
-            found.append(DrainWarning("threads-need-ht", "the VM has %d threads per core; with QEMU 10 and later the "
-                                      "target CPU must offer ht, which %s lack" % (vm.vmi.threads, ", ".join(lacking))))
-    return tuple(found)
+    def blocking_keys(self, s: Situation, gone: FrozenSet[str], candidates: int) -> Tuple[BlockingKey, ...]:
+        """Each reason once, with the number of candidates it blocks; those that block every candidate first."""
+        if not candidates:
+            return (BlockingKey(Category.SCHEDULABLE, None, "no other node can take VMs: every other node is "
+                                "drained, cordoned, not Ready or not VM-capable", 0),)
+        keys = [BlockingKey(r.category, r.key, r.message, candidates)
+                for r in vm_reasons(s, self.engine.nodes[0]) if r.category is not Category.SOURCE_NODE]
+        counts = dict(self.engine.failure_counts(s.constraints.demand, self.eligible))
+        for name in gone & self.eligible:  # the drained nodes are no candidates
+            for failure in self.engine.failures(s.constraints.demand, self.engine.by_name[name]):
+                count, sample = counts[failure_key(failure)]
+                counts[failure_key(failure)] = (count - 1, sample)
+        for (category, key), (count, sample) in counts.items():
+            if count > 0:
+                origin = failure_origin(sample, s.constraints)
+                why = "required because %s" % origin if origin else category.value
+                keys.append(BlockingKey(category, key, why, count))
+        return tuple(sorted(keys, key=lambda k: (-k.nodes, k.category.rank, k.key or "")))
 
+    def warnings(self, s: Situation, vm: RunningVm, targets: Targets) -> Tuple[DrainWarning, ...]:
+        """What the labels allow but libvirt or QEMU is known to refuse (never changes the action)."""
+        source = self.engine.by_name.get(s.source_node or "")
+        key = (s.constraints.demand, self._cpu(source.labels).features if source else None, vm.vmi.cpu_model,
+               vm.vmi.threads, targets.pool)
+        found = self._warned.get(key)
+        if found is None:
+            found = self._warned[key] = self._cpu_warnings(s, vm, source, targets)
+        if "kubevirt.io/outdatedLauncherImage" in vm.vmi.labels:
+            found += (DrainWarning("outdated-launcher", "the VM runs an outdated virt-launcher (a KubeVirt update "
+                                   "is under way): its migration target uses the new one, which may offer other CPU "
+                                   "models and features"),)
+        return found
 
-def check_drain(catalog: Catalog, engine: MigrationEngine, drained: Sequence[str], running: Sequence[RunningVm],
-                obsolete: frozenset) -> DrainResult:
-    candidates = candidate_nodes(engine, drained)
-    results, blocked_states = [], []
-    for vm in sorted(running, key=lambda r: (r.vmi.namespace, r.vmi.name)):
-        state = VmState(vm.vmi.name, vm.vmi.namespace, None, vm.vmi, vm.launcher)
-        s = engine.situation(state)
-        targets = [n for n in candidates if engine.accepts(s, n)]
-        strategy = eviction_strategy(vm.vmi, engine.kubevirt)
-        action = decide(strategy, vm.maintain_mode, live_migratable(vm.vmi), bool(targets))
-        reasons = blocking_keys(engine, s, candidates) if action is Action.BLOCKED else ()
-        if action is Action.BLOCKED and needs_cpu_fix([Reason(k.category, k.key, k.message) for k in reasons]):
-            blocked_states.append((state, s))
-        results.append(VmDrain(vm.vmi.name, vm.vmi.namespace, vm.vmi.node_name or "", strategy, vm.maintain_mode,
-                               action, tuple(t.name for t in targets), reasons,
-                               drain_warnings(catalog, engine, s, vm, targets) if action is Action.MIGRATE else (),
-                               None))
-    fix, per_vm = best_fix(catalog, engine, blocked_states, candidates, obsolete)
-    results = [replace(r, suggestion=per_vm.get((r.namespace, r.vm))) for r in results]
-    return DrainResult(tuple(drained), tuple(n.name for n in candidates), tuple(results), fix)
+    def _cpu_warnings(self, s: Situation, vm: RunningVm, source, targets: Targets) -> Tuple[DrainWarning, ...]:
+        by_cpu: Dict[frozenset, Node] = {}
+        for name in targets.pool:
+            node = self.engine.by_name[name]
+            by_cpu.setdefault(self._cpu(node.labels).features, node)
+        found = []
+        refused = [libvirt_warnings(self.catalog, s, source, node) for node in by_cpu.values()]
+        if refused and all(refused):
+            code = "host-passthrough-cpu" if "host-passthrough" in refused[0][0] else "missing-cpu-features"
+            found.append(DrainWarning(code, "every target the scheduler allows is likely refused by libvirt: %s"
+                                      % refused[0][0]))
+        if vm.vmi.threads > 1 and by_cpu and all("ht" not in features for features in by_cpu):
+            found.append(DrainWarning("threads-need-ht", "the VM has %d threads per core; with QEMU 10 and later "
+                                      "the target CPU must offer ht, which no target offers" % vm.vmi.threads))
+        return tuple(found)
 
+    def best_fix(self, blocked: Sequence[Tuple[VmState, Situation]], gone: FrozenSet[str]
+                 ) -> Tuple[Optional[Fix], Mapping[Tuple[str, str], str]]:
+        """The named model that unblocks the most VMs, each restarted with it (which also drops sticky constraints).
 
-def best_fix(catalog: Catalog, engine: MigrationEngine, blocked: Sequence[Tuple[VmState, Situation]],
-             candidates: Sequence[Node], obsolete: frozenset) -> Tuple[Optional[Fix], Mapping[Tuple[str, str], str]]:
-    """The named model that unblocks the most VMs, each restarted with it (which also drops sticky constraints).
-
-    A model is tried only if it is usable on the VM's source node and on some candidate; the
-    simulation asks the engine again, so every other constraint (machine type, vendor, …) still counts.
-    """
-    if not blocked or not candidates:
-        return None, {}
-    offered = frozenset().union(*(node_cpu(n.labels).models for n in candidates)) - obsolete
-    sources = {s.source_node: node_cpu(engine.by_name[s.source_node].labels).models  # type: ignore[index]
-               for _, s in blocked if s.source_node in engine.by_name}
-    tried = [m for m in catalog.rank(offered & frozenset().union(*sources.values())) if catalog.knows(m)]
-    unblocked: Dict[str, List[Tuple[str, str]]] = {}
-    for model in tried[:FIX_MODELS_TRIED]:
-        for state, s in blocked:
-            if model not in sources.get(s.source_node, ()):
-                continue
-            restarted = replace(state, vmi=replace(state.vmi, cpu_model=model), launcher=None)
-            moved = engine.situation(restarted)
-            if any(engine.accepts(moved, n) for n in candidates):
-                unblocked.setdefault(model, []).append((state.namespace, state.name))
-    if not unblocked:
-        return None, {}
-    best = max(unblocked, key=lambda m: (len(unblocked[m]), -tried.index(m)))
-    per_vm: Dict[Tuple[str, str], str] = {}
-    for model in sorted(unblocked, key=tried.index):  # each VM's best model, the overall one first
-        for vm in unblocked[model]:
-            per_vm.setdefault(vm, best if vm in unblocked[best] else model)
-    return Fix(best, tuple(sorted(unblocked[best]))), per_vm
+        A model is tried only if it is usable on the VM's source node and on some target node;
+        the simulation asks the engine again, so every other constraint (machine type, vendor, …) counts.
+        """
+        if not blocked or not self.eligible - gone:
+            return None, {}
+        if self._offered is None:
+            self._offered = frozenset().union(*(self._cpu(self.engine.by_name[n].labels).models
+                                                for n in self.eligible)) - self.obsolete
+        sources = {s.source_node: self._cpu(self.engine.by_name[s.source_node].labels).models  # type: ignore[index]
+                   for _, s in blocked if s.source_node in self.engine.by_name}
+        tried = [m for m in self.catalog.rank(self._offered & frozenset().union(*sources.values()))
+                 if self.catalog.knows(m)]
+        unblocked: Dict[str, List[Tuple[str, str]]] = {}
+        for model in tried[:FIX_MODELS_TRIED]:
+            for state, s in blocked:
+                if model not in sources.get(s.source_node, ()):
+                    continue
+                restarted = replace(state, vmi=replace(state.vmi, cpu_model=model), launcher=None)
+                if self.pool(self.engine.situation(restarted)) - gone:
+                    unblocked.setdefault(model, []).append((state.namespace, state.name))
+        if not unblocked:
+            return None, {}
+        best = max(unblocked, key=lambda m: (len(unblocked[m]), -tried.index(m)))
+        per_vm: Dict[Tuple[str, str], str] = {}
+        for model in sorted(unblocked, key=tried.index):  # each VM's best model, the overall one first
+            for vm in unblocked[model]:
+                per_vm.setdefault(vm, best if vm in unblocked[best] else model)
+        return Fix(best, tuple(sorted(unblocked[best]))), per_vm

@@ -13,7 +13,7 @@ demands × a few node classes, not 50 million evaluations.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
 
 from cpumodel.core import labels as L
 from cpumodel.core.catalog import Catalog
@@ -128,6 +128,23 @@ def node_failures(demand: Demand, node: Node) -> Tuple[Failure, ...]:
     return tuple(found)
 
 
+def failure_key(failure: Failure) -> Tuple[Category, Optional[str]]:
+    """What a failure is about, without the node: its category and label key."""
+    if isinstance(failure, MissingLabel):
+        return selector_category(failure.key), failure.key
+    if isinstance(failure, FailedAffinity):
+        return Category.NODE_AFFINITY, failure.requirement.key or None
+    return failure.category, failure.taint.key if failure.taint else None
+
+
+def failure_origin(failure: Failure, constraints: PodConstraints) -> Optional[str]:
+    if isinstance(failure, MissingLabel):
+        return next(c.origin for c in constraints.node_selector if c.key == failure.key)
+    if isinstance(failure, FailedAffinity):
+        return constraints.requirement_origin(failure.requirement)
+    return None
+
+
 def failure_reason(failure: Failure, node: Node, constraints: PodConstraints) -> Reason:
     if isinstance(failure, MissingLabel):
         origin = next(c.origin for c in constraints.node_selector if c.key == failure.key)
@@ -158,6 +175,8 @@ class MigrationEngine:
         self.by_name = {n.name: n for n in self.nodes}
         self.kubevirt = kubevirt
         self._failures: Dict[Tuple[Demand, tuple], Tuple[Failure, ...]] = {}
+        self._fitting: Dict[Demand, FrozenSet[str]] = {}
+        self._counts: Dict[Tuple[Demand, FrozenSet[str]], Dict[Tuple[Category, Optional[str]], Tuple[int, Failure]]] = {}
 
     def situation(self, state: VmState) -> Situation:
         return situation(state, self.by_name, self.kubevirt)
@@ -184,12 +203,49 @@ class MigrationEngine:
         """Whether the scheduler would place the pod on the node (a start, for a stopped VM)."""
         return not s.constraints.blocked and not self.failures(s.constraints.demand, node)
 
+    def fitting(self, s: Situation) -> FrozenSet[str]:
+        """Every node the scheduler would place the pod on: one pass over the nodes per distinct demand."""
+        if s.constraints.blocked:
+            return frozenset()
+        demand = s.constraints.demand
+        found = self._fitting.get(demand)
+        if found is None:
+            found = self._fitting[demand] = frozenset(n.name for n in self.nodes if not self.failures(demand, n))
+        return found
+
+    def failure_counts(self, demand: Demand, names: FrozenSet[str]
+                       ) -> Dict[Tuple[Category, Optional[str]], Tuple[int, Failure]]:
+        """For the named nodes: each (category, key) that fails, on how many of them, and one such failure."""
+        cache_key = (demand, names)
+        counts = self._counts.get(cache_key)
+        if counts is None:
+            counts = {}
+            for node in self.nodes:
+                if node.name in names:
+                    for failure in self.failures(demand, node):
+                        key = failure_key(failure)
+                        seen = counts.get(key)
+                        counts[key] = (seen[0] + 1, seen[1]) if seen else (1, failure)
+            self._counts[cache_key] = counts
+        return counts
+
+    def accepting(self, s: Situation) -> FrozenSet[str]:
+        """Every node that accepts the VM's migration target pod: `accepts` for all nodes at once."""
+        if not s.running or not live_migratable(s.vmi):  # type: ignore[arg-type]
+            return frozenset()
+        return self.fitting(s) - {s.source_node}
+
     def verdict(self, s: Situation, node: Node, catalog: Optional[Catalog] = None) -> NodeVerdict:
         reasons = self.reasons(s, node)
         ok = s.running and not reasons
         warnings = tuple(libvirt_warnings(catalog, s, self.by_name.get(s.source_node or ""), node)) \
             if ok and catalog is not None else ()
         return NodeVerdict(node.name, ok, reasons, warnings)
+
+
+def live_migratable(vmi: VirtualMachineInstance) -> bool:
+    cond = vmi.condition("LiveMigratable")
+    return cond is None or cond.status != "False"
 
 
 def needs_cpu_fix(reasons: Sequence[Reason]) -> bool:

@@ -11,12 +11,12 @@ def vm_doc(v: VmAudit) -> Dict[str, Any]:
     doc: Dict[str, Any] = {
         "vm": v.vm, "namespace": v.namespace, "running": v.running, "node": v.node,
         "cpu": {"mode": v.cpu.mode, "model": v.cpu.model, "origin": v.cpu.origin},
-        "reachableNodes": len(v.reachable),
+        "reachableNodes": v.reach,
         "risks": [{"code": r.code, "message": r.message} for r in v.risks],
         "suggestion": {"model": v.suggestion, "command": "kubectl cpumodel set vm/%s %s -n %s"
                                                          % (v.vm, v.suggestion, v.namespace)} if v.suggestion else None,
     }
-    if len(v.reachable) <= REACH_NAMED:
+    if v.reach <= REACH_NAMED:
         doc["reachableNodeNames"] = list(v.reachable)
     return doc
 
@@ -40,7 +40,7 @@ def render_table(result: AuditResult, style: TableStyle) -> str:
     if not result.vms:
         return ""
     rows = [["%s/%s" % (v.namespace, v.vm), v.node or "(stopped)", _cpu(v), v.cpu.origin,
-             "%d/%d" % (len(v.reachable), result.capable), ", ".join(v.codes) or "-"] for v in result.vms]
+             "%d/%d" % (v.reach, result.capable), ", ".join(v.codes) or "-"] for v in result.vms]
     out = [table(["VM", "NODE", "CPU", "FROM", "REACH", "RISKS"], rows, style)]
     out.append("\n%s, %d at risk" % (plural(len(result.vms), "VM"), result.at_risk))
     out.append(": " + ", ".join("%s %d" % kv for kv in result.by_risk.items()) + "\n" if result.by_risk else "\n")

@@ -6,7 +6,8 @@ from typing import Any, Dict, List, Optional, Sequence
 from cpumodel.core.drain import Action, DrainResult, Fix, VmDrain
 from cpumodel.output.render import TableStyle, brief_list, plural, report, section, table
 
-TARGETS_SHOWN = 3
+TARGETS_SHOWN = 3  # in a table row
+TARGETS_LISTED_PER_STEP = 10  # in --all documents, where thousands of VMs could each name thousands of nodes
 
 
 def _fix_doc(fix: Optional[Fix]) -> Optional[Dict[str, Any]]:
@@ -15,9 +16,10 @@ def _fix_doc(fix: Optional[Fix]) -> Optional[Dict[str, Any]]:
     return {"model": fix.model, "vms": ["%s/%s" % vm for vm in fix.vms], "commands": list(fix.commands)}
 
 
-def vm_doc(v: VmDrain) -> Dict[str, Any]:
+def vm_doc(v: VmDrain, limit: int = 0) -> Dict[str, Any]:
     return {"vm": v.vm, "namespace": v.namespace, "node": v.node, "evictionStrategy": v.eviction_strategy,
-            "maintainModeStrategy": v.maintain_mode_strategy, "action": v.action.value, "targets": list(v.targets),
+            "maintainModeStrategy": v.maintain_mode_strategy, "action": v.action.value,
+            "targets": list(v.targets.names(limit)), "targetCount": len(v.targets),
             "reasons": [{"category": k.category.value, "key": k.key, "message": k.message, "nodes": k.nodes}
                         for k in v.reasons],
             "warnings": [{"code": w.code, "message": w.message} for w in v.warnings],
@@ -35,7 +37,8 @@ def to_document(result: DrainResult) -> Dict[str, Any]:
 def steps_document(steps: Sequence[DrainResult]) -> Dict[str, Any]:
     total = {k: sum(s.summary[k] for s in steps) for k in (a.value for a in Action)}
     return report("DrainCheckAllReport", {
-        "steps": [{"node": s.drained[0], "vms": [vm_doc(v) for v in s.vms], "summary": s.summary,
+        "steps": [{"node": s.drained[0], "vms": [vm_doc(v, TARGETS_LISTED_PER_STEP) for v in s.vms],
+                   "summary": s.summary,
                    "fix": _fix_doc(s.fix)} for s in steps],
         "summary": total,
         "undrainableNodes": [{"node": s.drained[0], "blockedVms": ["%s/%s" % (v.namespace, v.vm) for v in s.blocked]}
@@ -44,7 +47,7 @@ def steps_document(steps: Sequence[DrainResult]) -> Dict[str, Any]:
 
 def accepting(result: DrainResult) -> List[str]:
     """-o name: every node some VM would migrate to."""
-    return sorted({t for v in result.vms for t in v.targets})
+    return sorted({t for v in result.vms for t in v.targets.names()})
 
 
 def _blocker(v: VmDrain) -> str:
@@ -53,6 +56,12 @@ def _blocker(v: VmDrain) -> str:
     everywhere = [k for k in v.reasons if k.nodes == v.reasons[0].nodes]
     keys = [(k.key or k.category.value).rsplit("/", 1)[-1] for k in everywhere]
     return "%s: %s" % (everywhere[0].category.value, brief_list(keys, 3, 48)) if everywhere else "-"
+
+
+def _targets(v: VmDrain, limit: int) -> str:
+    shown = list(v.targets.names(limit))
+    more = len(v.targets) - len(shown)
+    return (", ".join(shown) + (" (+%d more)" % more if more else "")) if shown else "-"
 
 
 def _strategy(v: VmDrain) -> str:
@@ -81,7 +90,7 @@ def render_table(result: DrainResult, style: TableStyle) -> str:
         return "no running VMs on %s: the drain moves nothing\n" % ", ".join(result.drained)
     limit = 0 if style.wide else TARGETS_SHOWN
     rows = [["%s/%s" % (v.namespace, v.vm), _strategy(v), v.action.value.upper() if v.action is Action.BLOCKED
-             else v.action.value, brief_list(list(v.targets), limit) or "-", _blocker(v)] for v in result.vms]
+             else v.action.value, _targets(v, limit), _blocker(v)] for v in result.vms]
     out = [table(["VM", "STRATEGY", "ACTION", "TARGETS", "BLOCKER"], rows, style), "\n", _summary_line(result)]
     warnings = ["  %s/%s: %s\n" % (v.namespace, v.vm, w.message) for v in result.vms for w in v.warnings]
     if warnings:
