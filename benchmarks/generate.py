@@ -86,12 +86,22 @@ def nodes(count: int) -> List[dict]:
     return out
 
 
+ON_FIRST_NODE = 100  # drain-check node-00000 moves this many VMs
+
+
+def vm_node(i: int, node_count: int) -> int:
+    """The first ON_FIRST_NODE VMs run on node-00000, the rest spread over the other nodes."""
+    if i < ON_FIRST_NODE or node_count == 1:
+        return 0
+    return 1 + (i - ON_FIRST_NODE) % (node_count - 1)
+
+
 def vms(count: int, node_count: int) -> List[dict]:
     out = []
     for i in range(count):
         ns, name = "bench-%02d" % (i % 20), "vm-%05d" % i
         vm = kv.vm(name, ns=ns)
-        the_vmi = kv.vmi_of(vm, "node-%05d" % (i % node_count))
+        the_vmi = kv.vmi_of(vm, "node-%05d" % vm_node(i, node_count))
         out += [vm, the_vmi, kv.launcher(the_vmi)]
     return out
 

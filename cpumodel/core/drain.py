@@ -20,7 +20,7 @@ from cpumodel.core.catalog import Catalog
 from cpumodel.core.launcher_pod import Demand
 from cpumodel.core.migration import (MigrationEngine, Situation, VmState, failure_key, failure_origin,
                                      libvirt_warnings, live_migratable, needs_cpu_fix, vm_reasons)
-from cpumodel.core.nodes import NodeCpuCache, split_nodes
+from cpumodel.core.nodes import split_nodes
 from cpumodel.core.reasons import Category, Reason
 from cpumodel.objects import KubeVirtConfig, Node, Pod, VirtualMachineInstance
 
@@ -162,7 +162,6 @@ class DrainPlanner:
                                   and n.ready is not False)
         self._pools: Dict[Demand, FrozenSet[str]] = {}
         self._warned: Dict[tuple, Tuple[DrainWarning, ...]] = {}
-        self._cpu = NodeCpuCache()
         self._offered: Optional[FrozenSet[str]] = None
 
     def pool(self, s: Situation) -> FrozenSet[str]:
@@ -216,7 +215,7 @@ class DrainPlanner:
     def warnings(self, s: Situation, vm: RunningVm, targets: Targets) -> Tuple[DrainWarning, ...]:
         """What the labels allow but libvirt or QEMU is known to refuse (never changes the action)."""
         source = self.engine.by_name.get(s.source_node or "")
-        key = (s.constraints.demand, self._cpu(source.labels).features if source else None, vm.vmi.cpu_model,
+        key = (s.constraints.demand, self.engine.cpu(source).features if source else None, vm.vmi.cpu_model,
                vm.vmi.threads, targets.pool)
         found = self._warned.get(key)
         if found is None:
@@ -231,7 +230,7 @@ class DrainPlanner:
         by_cpu: Dict[frozenset, Node] = {}
         for name in targets.pool:
             node = self.engine.by_name[name]
-            by_cpu.setdefault(self._cpu(node.labels).features, node)
+            by_cpu.setdefault(self.engine.cpu(node).features, node)
         found = []
         refused = [libvirt_warnings(self.catalog, s, source, node) for node in by_cpu.values()]
         if refused and all(refused):
@@ -253,9 +252,9 @@ class DrainPlanner:
         if not blocked or not self.eligible - gone:
             return None, {}
         if self._offered is None:
-            self._offered = frozenset().union(*(self._cpu(self.engine.by_name[n].labels).models
+            self._offered = frozenset().union(*(self.engine.cpu(self.engine.by_name[n]).models
                                                 for n in self.eligible)) - self.obsolete
-        sources = {s.source_node: self._cpu(self.engine.by_name[s.source_node].labels).models  # type: ignore[index]
+        sources = {s.source_node: self.engine.cpu(self.engine.by_name[s.source_node]).models  # type: ignore[index]
                    for _, s in blocked if s.source_node in self.engine.by_name}
         tried = [m for m in self.catalog.rank(self._offered & frozenset().union(*sources.values()))
                  if self.catalog.knows(m)]

@@ -190,7 +190,8 @@ def migrated_before(pod: Optional[Pod]) -> bool:
     return pod is not None and any(L.CPU_FEATURE in k or L.CPU_MODEL_MIGRATION in k for k in pod.node_selector)
 
 
-def _add_host_model_rule(pod: _Builder, source_pod: Optional[Pod], source_node: Optional[Node]) -> None:
+def _add_host_model_rule(pod: _Builder, source_pod: Optional[Pod], source_node: Optional[Node],
+                         cpu: Optional[L.NodeCpu]) -> None:
     """prepareNodeSelectorForHostCpuModel (kubevirt-rules §3.2): copy the sticky keys, else read the source node."""
     if migrated_before(source_pod):
         for key, value in source_pod.node_selector.items():  # type: ignore[union-attr]
@@ -199,10 +200,9 @@ def _add_host_model_rule(pod: _Builder, source_pod: Optional[Pod], source_node: 
         pod.notes.append("host-model constraints are inherited from an earlier migration (sticky); "
                          "a VM restart clears them")
         return
-    if source_node is None:
+    if source_node is None or cpu is None:
         pod.blocked = "the source node object is gone, so KubeVirt cannot compute host-model constraints"
         return
-    cpu = L.node_cpu(source_node.labels)
     if cpu.host_model is None:
         pod.blocked = ('unable to locate host cpu model: node %s has no host-model-cpu.node.kubevirt.io label, '
                        "so KubeVirt cannot create a migration target pod for this host-model VM" % source_node.name)
@@ -218,11 +218,11 @@ def _add_host_model_rule(pod: _Builder, source_pod: Optional[Pod], source_node: 
                      "and they stick to the VM until it restarts" % source_node.name)
 
 
-def _add_vendor_rule(pod: _Builder, source_node: Optional[Node]) -> None:
+def _add_vendor_rule(pod: _Builder, source_node: Optional[Node], cpu: Optional[L.NodeCpu]) -> None:
     """createTargetPod (kubevirt-rules §3.1 step 4): keep migrations within the source node's CPU vendor."""
-    if any(k.startswith(L.CPU_VENDOR) for k in pod.node_selector) or source_node is None:
+    if any(k.startswith(L.CPU_VENDOR) for k in pod.node_selector) or source_node is None or cpu is None:
         return
-    vendor = L.node_cpu(source_node.labels).vendor
+    vendor = cpu.vendor
     if vendor:
         pod.require(L.CPU_VENDOR + vendor, "true",
                     "KubeVirt ≥ 1.8 keeps a migration on the source node's CPU vendor (%s on %s)"
@@ -237,16 +237,22 @@ def _version(kubevirt: Optional[KubeVirtConfig]) -> Tuple[Version, Optional[str]
 
 
 def migration_target(vmi: VirtualMachineInstance, vm: Optional[VirtualMachine], kubevirt: Optional[KubeVirtConfig],
-                     source_pod: Optional[Pod], source_node: Optional[Node]) -> PodConstraints:
-    """What createTargetPod would ask of a migration target, for the cluster's KubeVirt version."""
+                     source_pod: Optional[Pod], source_node: Optional[Node],
+                     source_cpu: Optional[L.NodeCpu] = None) -> PodConstraints:
+    """What createTargetPod would ask of a migration target, for the cluster's KubeVirt version.
+
+    `source_cpu` is the source node's CPU view when the caller already has it (node_cpu is the
+    costly step when thousands of VMs are predicted)."""
+    if source_node is not None and source_cpu is None:
+        source_cpu = L.node_cpu(source_node.labels)
     version, unknown = _version(kubevirt)
     pod = _render(vmi, vm, kubevirt, version)
     if unknown:
         pod.notes.append(unknown)
     if vmi.cpu_model == HOST_MODEL:
-        _add_host_model_rule(pod, source_pod, source_node)
+        _add_host_model_rule(pod, source_pod, source_node, source_cpu)
     if has_vendor_rule(version):
-        _add_vendor_rule(pod, source_node)
+        _add_vendor_rule(pod, source_node, source_cpu)
     return pod.freeze()
 
 

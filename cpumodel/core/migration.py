@@ -13,10 +13,12 @@ demands × a few node classes, not 50 million evaluations.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
 
 from cpumodel.core import labels as L
 from cpumodel.core.catalog import Catalog
+from cpumodel.core.labels import NodeCpu
+from cpumodel.core.nodes import NodeCpuCache
 from cpumodel.core.launcher_pod import Demand, PodConstraints, fresh_start, migration_target, start_vmi
 from cpumodel.core.reasons import CPU_CATEGORIES, Category, Reason, selector_category
 from cpumodel.core.selectors import describe_requirement, failing_requirements, untolerated_taints
@@ -78,12 +80,14 @@ class NodeState:
 Failure = Union[MissingLabel, FailedAffinity, NodeState]
 
 
-def situation(state: VmState, nodes: Dict[str, Node], kubevirt: Optional[KubeVirtConfig]) -> Situation:
+def situation(state: VmState, nodes: Dict[str, Node], kubevirt: Optional[KubeVirtConfig],
+              cpu_of: Optional[Callable[[Node], NodeCpu]] = None) -> Situation:
     """A running VM is judged as a migration; anything else as a fresh start (not-running)."""
     vmi = state.vmi
     if vmi is not None and vmi.running:
         source = nodes.get(vmi.node_name)  # type: ignore[arg-type]
-        constraints = migration_target(vmi, state.vm, kubevirt, state.launcher, source)
+        cpu = cpu_of(source) if cpu_of is not None and source is not None else None
+        constraints = migration_target(vmi, state.vm, kubevirt, state.launcher, source, cpu)
         return Situation(state.name, True, vmi.node_name, vmi, constraints)
     base = start_vmi(state.vm, kubevirt) if state.vm is not None else vmi
     note = "%s is not running: showing whether a fresh start could land on each node" % state.name
@@ -176,10 +180,19 @@ class MigrationEngine:
         self.kubevirt = kubevirt
         self._failures: Dict[Tuple[Demand, tuple], Tuple[Failure, ...]] = {}
         self._fitting: Dict[Demand, FrozenSet[str]] = {}
+        self._cpus: Dict[str, NodeCpu] = {}
+        self._cpu_cache = NodeCpuCache()
         self._counts: Dict[Tuple[Demand, FrozenSet[str]], Dict[Tuple[Category, Optional[str]], Tuple[int, Failure]]] = {}
 
     def situation(self, state: VmState) -> Situation:
-        return situation(state, self.by_name, self.kubevirt)
+        return situation(state, self.by_name, self.kubevirt, self.cpu)
+
+    def cpu(self, node: Node) -> NodeCpu:
+        """node_cpu, once per node (and once per identical label set)."""
+        found = self._cpus.get(node.name)
+        if found is None:
+            found = self._cpus[node.name] = self._cpu_cache(node.labels)
+        return found
 
     def failures(self, demand: Demand, node: Node) -> Tuple[Failure, ...]:
         looks = (tuple(node.labels.get(k) for k in demand.label_keys), node.unschedulable, node.taints, node.ready,

@@ -50,17 +50,20 @@ def structured(document: Any, fmt: str) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], style: TableStyle = TableStyle()) -> str:
-    """kubectl's plain table: upper-case headers (unless --no-headers), columns padded with three spaces."""
-    from tabulate import DataRow, TableFormat, tabulate
+    """kubectl's plain table: upper-case headers (unless --no-headers), columns padded with three spaces.
 
+    Every cell is text, left-aligned. Written out by hand: tables of thousands of rows (audit,
+    drain-check --all) must not spend their time guessing cell types.
+    """
     if not rows:
         return ""
-    plain = TableFormat(lineabove=None, linebelowheader=None, linebetweenrows=None, linebelow=None,
-                        headerrow=DataRow("", "   ", ""), datarow=DataRow("", "   ", ""), padding=0,
-                        with_header_hide=None)
-    text = tabulate([["" if c is None else c for c in row] for row in rows],
-                    headers=list(headers) if style.headers else (), tablefmt=plain, disable_numparse=True)
-    return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+    texts = [["" if c is None else str(c) for c in row] for row in rows]
+    lines = ([list(headers)] if style.headers else []) + texts
+    # Every column is at least two wider than its header, as kubectl's tables have always printed here.
+    widths = [max([len(line[i]) for line in texts] + ([len(headers[i]) + 2] if style.headers else []))
+              for i in range(len(headers))]
+    out = ["   ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip() for line in lines]
+    return "\n".join(out) + "\n"
 
 
 def wrap_list(items: Sequence[str], width: int = 60, limit: int = 0) -> str:
