@@ -203,3 +203,25 @@ def test_requests_do_not_grow_with_vms_or_nodes(tmp_path, args):
             server.shutdown()
             server.server_close()
     assert counts[0] == counts[1], counts
+
+
+def test_namespaces_a_bundle_did_not_collect_are_named(tmp_path):
+    import zipfile
+
+    from conftest import BUNDLE
+
+    target = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(BUNDLE) as src, zipfile.ZipFile(target, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name.endswith("yamls/cluster/v1/namespaces.yaml"):
+                listing = yaml.safe_load(data)
+                listing["items"].append(kv.namespace("team-b"))
+                data = yaml.safe_dump(listing).encode()
+            dst.writestr(name, data)
+    for args in (["audit", "-A"], ["drain-check", "hv-03"], ["drain-check", "--all"]):
+        proc = run_cli(args + ["-f", str(target), "-o", "json"], offline=True)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["uncollectedNamespaces"] == ["team-b"]
+        assert "holds nothing from namespaces team-b" in proc.stderr
+    assert run_json(["audit", "-A", "-f", DEMO], offline=True)["uncollectedNamespaces"] == []

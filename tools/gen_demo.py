@@ -85,8 +85,13 @@ def harvester_objects():
              "spec": {"chart": "harvester", "releaseName": "harvester", "defaultNamespace": "harvester-system",
                       "version": "1.9.0", "values": {"kubevirt": {"spec": {"monitorAccount": "rancher-monitoring-operator",
                                                                               "monitorNamespace": "cattle-monitoring-system"}}}}}
+    # A support bundle has a folder per collected namespace; kube-system's holds at least this.
+    coredns = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "rke2-coredns-rke2-coredns",
+                                                                    "namespace": "kube-system", "uid": "uid-cm-dns",
+                                                                    "creationTimestamp": CREATED},
+               "data": {"Corefile": ".:53 {\n    forward . /etc/resolv.conf\n}\n"}}
     return [kv.namespace(ns) for ns in ("default", "prod", "harvester-system", "fleet-local", "kube-system")] + \
-        [kubevirt, chart]
+        [kubevirt, chart, coredns]
 
 
 def build(fixtures_dir):
@@ -135,7 +140,7 @@ def failed_migration():
                      for i, (obj, kind, reason, message, ts) in enumerate(events)]
 
 
-FILES = (("nodes.yaml", ("Node",)), ("namespaces.yaml", ("Namespace",)), ("kubevirt.yaml", ("KubeVirt", "ManagedChart")),
+FILES = (("nodes.yaml", ("Node",)), ("namespaces.yaml", ("Namespace", "ConfigMap")), ("kubevirt.yaml", ("KubeVirt", "ManagedChart")),
          ("vms.yaml", ("VirtualMachine",)), ("vmis.yaml", ("VirtualMachineInstance",)), ("pods.yaml", ("Pod",)),
          ("migrations.yaml", ("VirtualMachineInstanceMigration", "Event")))
 
@@ -162,7 +167,7 @@ def _munge(value):
     return value
 
 
-PLURALS = {"Node": "nodes", "Namespace": "namespaces", "KubeVirt": "kubevirts", "ManagedChart": "managedcharts",
+PLURALS = {"Node": "nodes", "Namespace": "namespaces", "ConfigMap": "configmaps", "KubeVirt": "kubevirts", "ManagedChart": "managedcharts",
            "VirtualMachine": "virtualmachines", "VirtualMachineInstance": "virtualmachineinstances", "Pod": "pods",
            "VirtualMachineInstanceMigration": "virtualmachineinstancemigrations", "Event": "events"}
 

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional
 
 from cpumodel import objects
 from cpumodel.commands.context import (Common, Environment, Problems, checked_selector, common_options, emit,
-                                       open_source)
+                                       note_uncollected, open_source)
 from cpumodel.core.audit import audit_cluster
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.highest_common import analyse_common
@@ -48,12 +48,13 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     pods: Dict[str, List[objects.Pod]] = {}
     for pod in reader.launchers(namespace):
         pods.setdefault(pod.labels.get("kubevirt.io/created-by", ""), []).append(pod)
+    uncollected = note_uncollected(env, reader.source)
     catalog = Catalog.load()
     node_set = split_nodes(nodes)
     result = audit_cluster(catalog, MigrationEngine(nodes, kubevirt), node_set,
                            analyse_common(catalog, node_set, kubevirt), vms, vmis, pods)
     if not vms and o.common.fmt not in ("json", "yaml"):
         env.warn("no VirtualMachines found%s" % (" in namespace %s" % namespace if namespace else ""))
-    emit(env, o.common, lambda: to_document(result), lambda style: render_table(result, style),
+    emit(env, o.common, lambda: to_document(result, uncollected), lambda style: render_table(result, style),
          lambda: names("virtualmachine.kubevirt.io", ["%s" % v.vm for v in result.vms if v.risks]))
     return ExitCode.BLOCKED if o.exit_code and result.blocking else ExitCode.OK

@@ -66,6 +66,15 @@ class Common:
         return TableStyle(wide=self.fmt == "wide", headers=not self.no_headers)
 
 
+def note_uncollected(env: "Environment", source: Source) -> List[str]:
+    """Say which namespaces a support bundle left out: the VMs there are not in the answer."""
+    missing = source.uncollected_namespaces()
+    if missing:
+        env.warn("the support bundle holds nothing from namespaces %s: VMs there are not checked"
+                 % ", ".join(missing))
+    return missing
+
+
 def emit(env: "Environment", common: Common, document: Callable[[], dict], text: Callable[..., str],
          names: Callable[[], str]) -> None:
     """The one write of a command's result to stdout, in the format -o asked for."""

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Tuple
 
 from cpumodel import objects
 from cpumodel.commands.context import (Common, Environment, Problems, checked_selector, common_options, emit,
-                                       open_source)
+                                       note_uncollected, open_source)
 from cpumodel.core.api_selectors import matches, parse_selector
 from cpumodel.core.catalog import Catalog, obsolete_models
 from cpumodel.core.drain import MAINTAIN_MODE_LABEL, DrainPlanner, RunningVm
@@ -67,11 +67,12 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     vmis = reader.vmis_on(list(o.nodes)) if o.nodes else reader.vmis()
     vms = running_vms(vmis, reader.launchers(None, vmis if o.nodes else None),
                       reader.vm_labels(MAINTAIN_MODE_LABEL), harvester)
+    uncollected = note_uncollected(env, reader.source)
     engine = MigrationEngine(nodes, kubevirt)
     planner = DrainPlanner(Catalog.load(), engine, obsolete_models(kubevirt.obsolete_cpu_models if kubevirt else None))
     if o.nodes:
         result = planner.check(o.nodes, vms)
-        emit(env, o.common, lambda: to_document(result), lambda style: render_table(result, style),
+        emit(env, o.common, lambda: to_document(result, uncollected), lambda style: render_table(result, style),
              lambda: names("node", accepting(result)))
         blocked = bool(result.blocked)
     else:
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         for vm in vms:
             on_node.setdefault(vm.vmi.node_name or "", []).append(vm)
         steps = [planner.check((node,), on_node.get(node, [])) for node in drain_order(engine, o.selector)]
-        emit(env, o.common, lambda: steps_document(steps), lambda style: render_all(steps, style),
+        emit(env, o.common, lambda: steps_document(steps, uncollected), lambda style: render_all(steps, style),
              lambda: names("node", [s.drained[0] for s in steps if not s.blocked]))
         blocked = any(s.blocked for s in steps)
     return ExitCode.BLOCKED if o.exit_code and blocked else ExitCode.OK

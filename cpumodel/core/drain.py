@@ -232,7 +232,7 @@ class DrainPlanner:
             node = self.engine.by_name[name]
             by_cpu.setdefault(self.engine.cpu(node).features, node)
         found = []
-        refused = [libvirt_warnings(self.catalog, s, source, node) for node in by_cpu.values()]
+        refused = [libvirt_warnings(self.catalog, s, source, node, self.engine.cpu) for node in by_cpu.values()]
         if refused and all(refused):
             code = "host-passthrough-cpu" if "host-passthrough" in refused[0][0] else "missing-cpu-features"
             found.append(DrainWarning(code, "every target the scheduler allows is likely refused by libvirt: %s"

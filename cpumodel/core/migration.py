@@ -251,7 +251,7 @@ class MigrationEngine:
     def verdict(self, s: Situation, node: Node, catalog: Optional[Catalog] = None) -> NodeVerdict:
         reasons = self.reasons(s, node)
         ok = s.running and not reasons
-        warnings = tuple(libvirt_warnings(catalog, s, self.by_name.get(s.source_node or ""), node)) \
+        warnings = tuple(libvirt_warnings(catalog, s, self.by_name.get(s.source_node or ""), node, self.cpu)) \
             if ok and catalog is not None else ()
         return NodeVerdict(node.name, ok, reasons, warnings)
 
@@ -284,7 +284,8 @@ def suggest_model(catalog: Catalog, nodes: Sequence[Optional[Node]], common: Seq
     return (known or ranked or [None])[0]
 
 
-def libvirt_warnings(catalog: Catalog, s: Situation, source: Optional[Node], target: Node) -> List[str]:
+def libvirt_warnings(catalog: Catalog, s: Situation, source: Optional[Node], target: Node,
+                     cpu_of: Callable[[Node], NodeCpu] = lambda node: L.node_cpu(node.labels)) -> List[str]:
     """What the scheduler lets through but libvirt on the target would likely refuse (kubevirt-rules §3.3-§3.4).
 
     With KubeVirt >= 1.8 every node carries `cpu-model-migration.*` for every known model, so
@@ -294,11 +295,11 @@ def libvirt_warnings(catalog: Catalog, s: Situation, source: Optional[Node], tar
     """
     if not s.running or s.vmi is None:
         return []
-    target_cpu = L.node_cpu(target.labels)
+    target_cpu = cpu_of(target)
     if not target_cpu.features:
         return []
     if s.vmi.cpu_model == HOST_PASSTHROUGH:
-        source_cpu = L.node_cpu(source.labels) if source is not None else None
+        source_cpu = cpu_of(source) if source is not None else None
         if source_cpu is None or source_cpu.features == target_cpu.features:
             return []
         return ["host-passthrough: libvirt needs the same CPU on both nodes; %s offers different CPU features "

@@ -1,7 +1,7 @@
 """`audit` output: the document of docs/json-contract.md and the table, from an AuditResult."""
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Sequence
 
 from cpumodel.core.audit import REACH_NAMED, AuditResult, VmAudit
 from cpumodel.output.render import TableStyle, brief_list, plural, report, section, table
@@ -21,7 +21,7 @@ def vm_doc(v: VmAudit) -> Dict[str, Any]:
     return doc
 
 
-def to_document(result: AuditResult) -> Dict[str, Any]:
+def to_document(result: AuditResult, uncollected: Sequence[str] = ()) -> Dict[str, Any]:
     vms = [vm_doc(v) for v in result.vms]
     for doc in vms:
         doc["vmCapableNodes"] = result.capable
@@ -29,7 +29,8 @@ def to_document(result: AuditResult) -> Dict[str, Any]:
         "vms": vms,
         "summary": {"vms": len(result.vms), "atRisk": result.at_risk, "byRisk": result.by_risk},
         "recommended": result.recommended,
-        "fixes": [{"command": f.command, "vms": list(f.vms)} for f in result.fixes]})
+        "fixes": [{"command": f.command, "vms": list(f.vms)} for f in result.fixes],
+        "uncollectedNamespaces": list(uncollected)})
 
 
 def _cpu(v: VmAudit) -> str:

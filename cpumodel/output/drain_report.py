@@ -28,13 +28,13 @@ def vm_doc(v: VmDrain, limit: int = 0) -> Dict[str, Any]:
             if v.suggestion else None}
 
 
-def to_document(result: DrainResult) -> Dict[str, Any]:
+def to_document(result: DrainResult, uncollected: Sequence[str] = ()) -> Dict[str, Any]:
     return report("DrainCheckReport", {"drainedNodes": list(result.drained), "candidateNodes": list(result.candidates),
                                        "vms": [vm_doc(v) for v in result.vms], "summary": result.summary,
-                                       "fix": _fix_doc(result.fix)})
+                                       "fix": _fix_doc(result.fix), "uncollectedNamespaces": list(uncollected)})
 
 
-def steps_document(steps: Sequence[DrainResult]) -> Dict[str, Any]:
+def steps_document(steps: Sequence[DrainResult], uncollected: Sequence[str] = ()) -> Dict[str, Any]:
     total = {k: sum(s.summary[k] for s in steps) for k in (a.value for a in Action)}
     return report("DrainCheckAllReport", {
         "steps": [{"node": s.drained[0], "vms": [vm_doc(v, TARGETS_LISTED_PER_STEP) for v in s.vms],
@@ -42,7 +42,8 @@ def steps_document(steps: Sequence[DrainResult]) -> Dict[str, Any]:
                    "fix": _fix_doc(s.fix)} for s in steps],
         "summary": total,
         "undrainableNodes": [{"node": s.drained[0], "blockedVms": ["%s/%s" % (v.namespace, v.vm) for v in s.blocked]}
-                             for s in steps if s.blocked]})
+                             for s in steps if s.blocked],
+        "uncollectedNamespaces": list(uncollected)})
 
 
 def accepting(result: DrainResult) -> List[str]:

@@ -31,6 +31,10 @@ class Source:
     def get(self, resource: Resource, namespace: Optional[str], name: str) -> Dict[str, Any]:
         raise NotImplementedError
 
+    def uncollected_namespaces(self) -> List[str]:
+        """Namespaces whose objects this source does not hold (a support bundle's uncollected ones)."""
+        return []
+
     def patch(self, resource: Resource, namespace: Optional[str], name: str, body: Any, content_type: str,
               dry_run: bool) -> Dict[str, Any]:
         raise UsageError("this source is read-only: writes need a live cluster (drop -f, or use --dry-run=client)")

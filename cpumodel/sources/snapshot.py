@@ -10,8 +10,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import zipfile
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 from cpumodel.core.api_selectors import fields_match, matches, parse_field_selector, parse_selector
 from cpumodel.errors import NotFound, SourceError
@@ -128,8 +130,23 @@ def _plain_files(path: str) -> Iterator[Tuple[str, str]]:
         yield path, _read_text(path)
 
 
+_BUNDLE_NAMESPACE = re.compile(r"/yamls/namespaced/([^/]+)/")
+
+
+@dataclass
+class Snapshot:
+    objects: List[Dict[str, Any]] = field(default_factory=list)
+    bundle: bool = False
+    collected_namespaces: Set[str] = field(default_factory=set)  # bundles: the namespaces it has folders for
+
+
 def load_objects(paths: Iterable[str]) -> List[Dict[str, Any]]:
-    objects: List[Dict[str, Any]] = []
+    return load_snapshot(paths).objects
+
+
+def load_snapshot(paths: Iterable[str]) -> Snapshot:
+    snapshot = Snapshot()
+    objects = snapshot.objects
     for path in paths:
         if not os.path.exists(path):
             raise SourceError("%s: no such file or directory" % path)
@@ -140,11 +157,15 @@ def load_objects(paths: Iterable[str]) -> List[Dict[str, Any]]:
             files, bundle = _bundle_files_from_dir(bundle_root), True
         else:
             files, bundle = _plain_files(path), False
+        snapshot.bundle = snapshot.bundle or bundle
         for origin, text in files:
+            found = _BUNDLE_NAMESPACE.search(origin.replace(os.sep, "/")) if bundle else None
+            if found:
+                snapshot.collected_namespaces.add(found.group(1))
             for doc in _load_documents(text, origin):
                 for obj in _expand(doc, origin):
                     objects.append(_string_labels(_unmunge(obj) if bundle else obj))
-    return objects
+    return snapshot
 
 
 class SnapshotSource(Source):
@@ -155,7 +176,9 @@ class SnapshotSource(Source):
         self.namespace = namespace or "default"
         self.namespace_explicit = namespace is not None
         self._by_kind: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
-        for obj in load_objects(paths):
+        snapshot = load_snapshot(paths)
+        self._bundle, self._collected = snapshot.bundle, snapshot.collected_namespaces
+        for obj in snapshot.objects:
             group = str(obj.get("apiVersion", "")).rpartition("/")[0]
             self._by_kind.setdefault((group, str(obj.get("kind"))), []).append(obj)
 
@@ -175,6 +198,13 @@ class SnapshotSource(Source):
             found.append(obj)
         found.sort(key=lambda o: ((o.get("metadata") or {}).get("namespace", ""), (o.get("metadata") or {}).get("name", "")))
         return [keep(o) for o in found] if keep else found
+
+    def uncollected_namespaces(self) -> List[str]:
+        """Namespaces the cluster has but a support bundle holds nothing of (Harvester collects only some)."""
+        if not self._bundle:
+            return []
+        names = {(o.get("metadata") or {}).get("name") for o in self._by_kind.get(("", "Namespace"), [])}
+        return sorted(n for n in names - self._collected if isinstance(n, str))
 
     def get(self, resource: Resource, namespace: Optional[str], name: str) -> Dict[str, Any]:
         for obj in self.list(resource, namespace if resource.namespaced else None):
