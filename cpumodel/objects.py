@@ -143,6 +143,7 @@ class VirtualMachine:
     running: bool  # a VMI exists (status.created), per the VM's own status
     template: VirtualMachineInstance  # spec.template as a VMI, before KubeVirt's defaulting
     labels: Mapping[str, str] = field(default_factory=dict)
+    instancetype: Optional[Tuple[str, str]] = None  # (kind, name) of spec.instancetype
 
 
 @dataclass(frozen=True)
@@ -258,7 +259,17 @@ def parse_vm(raw: dict) -> VirtualMachine:
         running=bool(_get(raw, "status", "created")) or _get(raw, "status", "printableStatus") in RUNNING_STATES,
         template=template,
         labels=_str_map(meta.get("labels")),
+        instancetype=_instancetype(_get(raw, "spec", "instancetype")),
     )
+
+
+CLUSTER_INSTANCETYPE = "VirtualMachineClusterInstancetype"  # what KubeVirt assumes when the VM names no kind
+
+
+def _instancetype(ref: Any) -> Optional[Tuple[str, str]]:
+    if not isinstance(ref, dict) or not ref.get("name"):
+        return None
+    return str(ref.get("kind") or CLUSTER_INSTANCETYPE), str(ref["name"])
 
 
 def _int(value: Any, default: int) -> int:

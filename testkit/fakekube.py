@@ -40,6 +40,10 @@ RESOURCES = {
     ("kubevirt.io", "v1", "virtualmachineinstancemigrations"): ("VirtualMachineInstanceMigration", True, ["vmim"]),
     ("kubevirt.io", "v1", "kubevirts"): ("KubeVirt", True, ["kv"]),
     ("management.cattle.io", "v3", "managedcharts"): ("ManagedChart", True, []),
+    ("instancetype.kubevirt.io", "v1beta1", "virtualmachineinstancetypes"): ("VirtualMachineInstancetype", True,
+                                                                             ["vmit"]),
+    ("instancetype.kubevirt.io", "v1beta1", "virtualmachineclusterinstancetypes"):
+        ("VirtualMachineClusterInstancetype", False, ["vmcit"]),
 }
 KIND_TO_RESOURCE = {(g, kind): (g, v, p) for (g, v, p), (kind, _, _) in RESOURCES.items()}
 VERBS = ["get", "list", "patch", "update", "watch", "create", "delete"]

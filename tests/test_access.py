@@ -149,13 +149,15 @@ def test_exec_plugin_relative_to_the_kubeconfig_with_args_env_and_cluster_info(f
     ("import json; print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1beta1', 'kind': 'ExecCredential',"
      " 'status': {'token': 'x'}}))", "plugin returned version"),
     (None, "executable missing-helper not found"),
+    ("print('never run')", "standard input is not a terminal"),  # interactiveMode Always, no terminal
 ])
 def test_exec_plugin_failures_stop_before_any_request(fake, tmp_path, script, expected):
     command = "missing-helper"
     if script is not None:
         command = str(exec_plugin(tmp_path, script))
+    mode = "Always" if "terminal" in expected else "Never"
     user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": command,
-                     "interactiveMode": "Never"}}
+                     "interactiveMode": mode}}
     kc = kubeconfig(tmp_path / "kc", fake.url, user)
     err = one_error(run_cli(["common"], env=base_env(KUBECONFIG=kc)))
     assert err.startswith("error: getting credentials: ") and expected in err

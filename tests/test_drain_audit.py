@@ -225,3 +225,22 @@ def test_namespaces_a_bundle_did_not_collect_are_named(tmp_path):
         assert json.loads(proc.stdout)["uncollectedNamespaces"] == ["team-b"]
         assert "holds nothing from namespaces team-b" in proc.stderr
     assert run_json(["audit", "-A", "-f", DEMO], offline=True)["uncollectedNamespaces"] == []
+
+
+def test_audit_reads_the_model_an_instancetype_sets(tmp_path, fake, live_env):
+    cluster_it = {"apiVersion": "instancetype.kubevirt.io/v1beta1", "kind": "VirtualMachineClusterInstancetype",
+                  "metadata": {"name": "u1.large"}, "spec": {"cpu": {"guest": 2, "model": "Cascadelake-Server"}}}
+    local_it = {"apiVersion": "instancetype.kubevirt.io/v1beta1", "kind": "VirtualMachineInstancetype",
+                "metadata": {"name": "small", "namespace": "default"}, "spec": {"cpu": {"guest": 1}}}
+    sized, plain = kv.vm("sized", running=False), kv.vm("plain-it", running=False)
+    sized["spec"]["instancetype"] = {"name": "u1.large"}  # kind defaults to the cluster-wide one
+    plain["spec"]["instancetype"] = {"kind": "VirtualMachineInstancetype", "name": "small"}
+    for obj in (cluster_it, local_it, sized, plain):
+        fake.add(obj)
+    doc = run_json(["audit"], env=live_env)
+    cpu = {v["vm"]: v for v in doc["vms"]}
+    assert cpu["sized"]["cpu"] == {"mode": "named", "model": "Cascadelake-Server", "origin": "instancetype"}
+    assert [r["code"] for r in cpu["sized"]["risks"]] == ["model-not-everywhere"]
+    assert cpu["sized"]["suggestion"] is None  # KubeVirt would reject a model of the VM's own beside it
+    assert cpu["sized"]["reachableNodes"] == 3  # its launcher needs Cascadelake-Server: hv-01, hv-02, hv-03
+    assert cpu["plain-it"]["cpu"]["origin"] == "kubevirt-default"

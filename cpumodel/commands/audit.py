@@ -51,8 +51,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     uncollected = note_uncollected(env, reader.source)
     catalog = Catalog.load()
     node_set = split_nodes(nodes)
+    instancetypes = reader.instancetype_models(namespace) if any(v.instancetype for v in vms) else {}
     result = audit_cluster(catalog, MigrationEngine(nodes, kubevirt), node_set,
-                           analyse_common(catalog, node_set, kubevirt), vms, vmis, pods)
+                           analyse_common(catalog, node_set, kubevirt), vms, vmis, pods, instancetypes)
     if not vms and o.common.fmt not in ("json", "yaml"):
         env.warn("no VirtualMachines found%s" % (" in namespace %s" % namespace if namespace else ""))
     emit(env, o.common, lambda: to_document(result, uncollected), lambda style: render_table(result, style),

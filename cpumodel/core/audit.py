@@ -85,8 +85,11 @@ class AuditResult:
         return any(code in BLOCKING_RISKS for vm in self.vms for code in vm.codes)
 
 
-def cpu_choice(vm: VirtualMachine, cluster_default: Optional[str]) -> CpuChoice:
+def cpu_choice(vm: VirtualMachine, cluster_default: Optional[str], instancetype_model: Optional[str]) -> CpuChoice:
+    """kubevirt-rules §2.2: the VM spec, else its instancetype, else the cluster default, else host-model."""
     model, origin = vm.cpu_model, "vm"
+    if not model and instancetype_model:
+        model, origin = instancetype_model, "instancetype"
     if not model:
         model, origin = (cluster_default, "cluster-default") if cluster_default else (HOST_MODEL, "kubevirt-default")
     mode = model if model in (HOST_MODEL, HOST_PASSTHROUGH) else NAMED
@@ -129,20 +132,23 @@ class Auditor:
         names = tuple(sorted(pool - {s.source_node})) if count <= REACH_NAMED else ()
         return count, names
 
-    def audit(self, vm: VirtualMachine, vmi: Optional[VirtualMachineInstance], pods: Sequence[Pod]) -> VmAudit:
+    def audit(self, vm: VirtualMachine, vmi: Optional[VirtualMachineInstance], pods: Sequence[Pod],
+              instancetype_model: Optional[str] = None) -> VmAudit:
         running = vmi is not None and vmi.running
         launcher = current_launcher(vmi, pods) if running else None  # type: ignore[arg-type]
-        s = self.engine.situation(VmState(vm.name, vm.namespace, vm, vmi if running else None, launcher))
-        cpu = cpu_choice(vm, self.cluster_default)
+        s = self.engine.situation(VmState(vm.name, vm.namespace, vm, vmi if running else None, launcher,
+                                          instancetype_model))
+        cpu = cpu_choice(vm, self.cluster_default, instancetype_model)
         reach, reachable = self.reach(s)
         sticky = running and s.vmi.cpu_model == HOST_MODEL and migrated_before(launcher)  # type: ignore[union-attr]
-        risks = self.risks(vm, s, cpu, reach, reachable, sticky)
+        risks = self.risks(vm, s, cpu, reach, reachable, sticky, instancetype_model)
+        # A VM's own model would conflict with its instancetype's (KubeVirt rejects it): no per-VM fix then.
         fix = self.common.recommended if self.common.recommended and any(r.code in CPU_RISKS for r in risks) \
-            and cpu.model != self.common.recommended else None
+            and cpu.model != self.common.recommended and cpu.origin != "instancetype" else None
         return VmAudit(vm.name, vm.namespace, s.running, s.source_node, cpu, reach, reachable, risks, fix)
 
     def risks(self, vm: VirtualMachine, s: Situation, cpu: CpuChoice, reach: int, reachable: Sequence[str],
-              sticky: bool) -> Tuple[Risk, ...]:
+              sticky: bool, instancetype_model: Optional[str]) -> Tuple[Risk, ...]:
         found: List[Risk] = []
         if sticky:
             found.append(Risk("host-model-sticky", "carries host-model constraints from an earlier migration "
@@ -156,7 +162,7 @@ class Auditor:
                                                   "libvirt refuses a migration to a different CPU" % self.cpu_kinds))
         found += self._model_risks(cpu)
         found += self._reach_risks(s, reach, reachable)
-        found += self._state_risks(vm, s)
+        found += self._state_risks(vm, s, instancetype_model)
         return tuple(found)
 
     def _model_risks(self, cpu: CpuChoice) -> List[Risk]:
@@ -187,14 +193,14 @@ class Auditor:
             return [Risk("single-target", "only %s accepts its migration target pod" % reachable[0])]
         return []
 
-    def _state_risks(self, vm: VirtualMachine, s: Situation) -> List[Risk]:
+    def _state_risks(self, vm: VirtualMachine, s: Situation, instancetype_model: Optional[str]) -> List[Risk]:
         found = []
         cond = s.vmi.condition("LiveMigratable") if s.vmi is not None and s.running else None
         if cond is not None and cond.status == "False":
             found.append(Risk("not-migratable", "not live-migratable (%s: %s)" % (cond.reason or "LiveMigratable=False",
                                                                                  cond.message or "no message")))
         if s.running and s.vmi is not None:
-            wanted = start_vmi(vm, self.engine.kubevirt).cpu_model
+            wanted = start_vmi(vm, self.engine.kubevirt, instancetype_model).cpu_model
             if wanted != s.vmi.cpu_model:
                 found.append(Risk("restart-pending", "runs with %s; its next start gets %s" % (s.vmi.cpu_model, wanted)))
         if hostname_pinned(vm):
@@ -209,7 +215,7 @@ def fixes(vms: Sequence[VmAudit], recommended: Optional[str]) -> Tuple[AuditFix,
         return ()
     adopt = [v for v in vms if v.suggestion and v.cpu.origin in ("cluster-default", "kubevirt-default")]
     own: Dict[str, List[VmAudit]] = {}
-    for v in vms:
+    for v in vms:  # an instancetype's model is changed in the instancetype: KubeVirt rejects a VM's own then
         if v.suggestion and v.cpu.origin == "vm":
             own.setdefault(v.namespace, []).append(v)
     found = []
@@ -223,12 +229,21 @@ def fixes(vms: Sequence[VmAudit], recommended: Optional[str]) -> Tuple[AuditFix,
     return tuple(sorted(found, key=lambda f: -len(f.vms)))
 
 
+def instancetype_model(vm: VirtualMachine, models: Dict[Tuple[str, str, str], str]) -> Optional[str]:
+    if vm.instancetype is None:
+        return None
+    kind, name = vm.instancetype
+    return models.get((kind, vm.namespace if kind == "VirtualMachineInstancetype" else "", name))
+
+
 def audit_cluster(catalog: Catalog, engine: MigrationEngine, node_set: NodeSet, common: CommonResult,
                   vms: Sequence[VirtualMachine], vmis: Dict[Tuple[str, str], VirtualMachineInstance],
-                  pods: Dict[str, List[Pod]]) -> AuditResult:
+                  pods: Dict[str, List[Pod]],
+                  instancetypes: Optional[Dict[Tuple[str, str, str], str]] = None) -> AuditResult:
     auditor = Auditor(catalog, engine, node_set, common)
     results = []
     for vm in sorted(vms, key=lambda v: (v.namespace, v.name)):
         vmi = vmis.get((vm.namespace, vm.name))
-        results.append(auditor.audit(vm, vmi, pods.get(vmi.uid, []) if vmi else []))
+        results.append(auditor.audit(vm, vmi, pods.get(vmi.uid, []) if vmi else [],
+                                     instancetype_model(vm, instancetypes or {})))
     return AuditResult(tuple(results), len(auditor.capable), common.recommended, fixes(results, common.recommended))

@@ -256,10 +256,12 @@ def migration_target(vmi: VirtualMachineInstance, vm: Optional[VirtualMachine], 
     return pod.freeze()
 
 
-def start_vmi(vm: VirtualMachine, kubevirt: Optional[KubeVirtConfig]) -> VirtualMachineInstance:
-    """The VMI a start would create: the template after the webhook's defaulting (kubevirt-rules §2.2)."""
+def start_vmi(vm: VirtualMachine, kubevirt: Optional[KubeVirtConfig],
+              instancetype_model: Optional[str] = None) -> VirtualMachineInstance:
+    """The VMI a start would create: the template, its instancetype's model, then the webhook's defaulting
+    (kubevirt-rules §2.2)."""
     template = vm.template
-    model = template.cpu_model or (kubevirt.cpu_model if kubevirt else None) or HOST_MODEL
+    model = template.cpu_model or instancetype_model or (kubevirt.cpu_model if kubevirt else None) or HOST_MODEL
     return replace(template, cpu_model=model, machine_type=template.machine_type or DEFAULT_MACHINE_TYPE)
 
 

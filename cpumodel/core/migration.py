@@ -35,6 +35,7 @@ class VmState:
     vm: Optional[VirtualMachine]
     vmi: Optional[VirtualMachineInstance]
     launcher: Optional[Pod]
+    instancetype_model: Optional[str] = None  # the CPU model the VM's instancetype sets, if any
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def situation(state: VmState, nodes: Dict[str, Node], kubevirt: Optional[KubeVir
         cpu = cpu_of(source) if cpu_of is not None and source is not None else None
         constraints = migration_target(vmi, state.vm, kubevirt, state.launcher, source, cpu)
         return Situation(state.name, True, vmi.node_name, vmi, constraints)
-    base = start_vmi(state.vm, kubevirt) if state.vm is not None else vmi
+    base = start_vmi(state.vm, kubevirt, state.instancetype_model) if state.vm is not None else vmi
     note = "%s is not running: showing whether a fresh start could land on each node" % state.name
     return Situation(state.name, False, None, vmi, fresh_start(base, state.vm, kubevirt, note))  # type: ignore[arg-type]
 

@@ -71,6 +71,22 @@ class ClusterReader:
             return  # snapshots often hold no Namespace objects
         self.source.get(r.NAMESPACES, None, namespace)
 
+    def instancetype_models(self, namespace: Optional[str]) -> Dict[Tuple[str, str, str], str]:
+        """(kind, namespace or "", name) -> spec.cpu.model of every instancetype that sets one."""
+        found: Dict[Tuple[str, str, str], str] = {}
+        for resource in (r.INSTANCETYPES, r.CLUSTER_INSTANCETYPES):
+            try:
+                items = self.source.list(resource, namespace if resource.namespaced else None)
+            except NotFound:  # the instancetype API is not installed
+                continue
+            for item in items:
+                meta = item.get("metadata") or {}
+                model = objects._get(item, "spec", "cpu", "model")
+                if isinstance(model, str) and model:
+                    ns = str(meta.get("namespace") or "") if resource.namespaced else ""
+                    found[(resource.kind, ns, str(meta.get("name", "")))] = model
+        return found
+
     def vm(self, namespace: str, name: str) -> objects.VirtualMachine:
         return objects.parse_vm(self.source.get(r.VMS, namespace, name))
 

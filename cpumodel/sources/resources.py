@@ -49,6 +49,10 @@ VMS = Resource("virtualmachines", "kubevirt.io", "v1", "VirtualMachine", True)
 VMIS = Resource("virtualmachineinstances", "kubevirt.io", "v1", "VirtualMachineInstance", True)
 VMIMS = Resource("virtualmachineinstancemigrations", "kubevirt.io", "v1", "VirtualMachineInstanceMigration", True)
 KUBEVIRTS = Resource("kubevirts", "kubevirt.io", "v1", "KubeVirt", True)
+INSTANCETYPES = Resource("virtualmachineinstancetypes", "instancetype.kubevirt.io", "v1beta1",
+                         "VirtualMachineInstancetype", True)
+CLUSTER_INSTANCETYPES = Resource("virtualmachineclusterinstancetypes", "instancetype.kubevirt.io", "v1beta1",
+                                 "VirtualMachineClusterInstancetype", False)
 MANAGEDCHARTS = Resource("managedcharts", "management.cattle.io", "v3", "ManagedChart", True)
 VM_RESTART = "restart"  # subresources.kubevirt.io/v1 virtualmachines/{name}/restart
 SUBRESOURCES_GROUP_VERSION = "subresources.kubevirt.io/v1"
