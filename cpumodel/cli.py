@@ -65,7 +65,9 @@ def _dispatch(argv: List[str], stdout: TextIO, stderr: TextIO, env: Mapping[str,
         environment = Environment(stdout=stdout, stderr=stderr, env=dict(env))
         return int(importlib.import_module(COMMANDS[args.command]).run(args, environment))
     except CpuModelError as exc:
-        stderr.write("error: %s\n" % exc)
+        from cpumodel.output.terminal import escape_controls
+
+        stderr.write("error: %s\n" % escape_controls(str(exc)))  # server messages are in some errors
         return ExitCode.ERROR
     except KeyboardInterrupt:
         stderr.write("error: interrupted\n")

@@ -6,8 +6,12 @@ The API's own vocabulary -- CPU modes, the names kubectl accepts for a VM -- is 
 """
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
+
+from cpumodel.errors import SourceError
 
 # spec.domain.cpu.model values that are modes, not named models (KubeVirt schema.go).
 HOST_MODEL = "host-model"
@@ -33,6 +37,37 @@ def _get(obj: Any, *path: str, default: Any = None) -> Any:
         if obj is None:
             return default
     return obj
+
+
+def _dict(value: Any) -> Dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> Tuple[Dict[str, Any], ...]:
+    """The mappings in a list; anything else a hostile or broken object put there is ignored."""
+    return tuple(v for v in value if isinstance(v, dict)) if isinstance(value, list) else ()
+
+
+def parser(kind: str):
+    """Any object we cannot make sense of becomes one clear error naming it, never a crash."""
+    def wrap(parse):
+        @functools.wraps(parse)
+        def checked(raw: Any):
+            if not isinstance(raw, dict):
+                raise SourceError("malformed %s: expected an object, got %s" % (kind, type(raw).__name__))
+            for part in ("metadata", "spec", "status"):
+                if raw.get(part) is not None and not isinstance(raw[part], dict):
+                    raise SourceError("malformed %s %s: its %s is a %s, not an object" % (
+                        kind, json.dumps(_get(raw, "metadata", "name") or "(no name)"), part,
+                        type(raw[part]).__name__))
+            try:
+                return parse(raw)
+            except (AttributeError, TypeError, ValueError, KeyError, RecursionError) as exc:
+                name = _get(raw, "metadata", "name")
+                raise SourceError("malformed %s %s: %s" % (kind, json.dumps(name) if name else "(no name)",
+                                                          type(exc).__name__))
+        return checked
+    return wrap
 
 
 def _str_map(value: Any) -> Dict[str, str]:
@@ -206,7 +241,7 @@ RUNNING_STATES = ("Running", "Migrating", "Paused", "Starting", "Stopping", "Wai
 def _conditions(items: Any) -> Tuple[Condition, ...]:
     return tuple(
         Condition(str(c.get("type", "")), str(c.get("status", "")), str(c.get("reason") or ""), str(c.get("message") or ""))
-        for c in items or () if isinstance(c, dict)
+        for c in _dicts(items)
     )
 
 
@@ -216,39 +251,41 @@ def _requirement(raw: dict, is_field: bool) -> Requirement:
 
 
 def parse_required_terms(affinity: Any) -> Tuple[SelectorTerm, ...]:
-    terms = _get(affinity, "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms") or ()
+    terms = _get(affinity, "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms")
     return tuple(
-        SelectorTerm(tuple(_requirement(r, False) for r in t.get("matchExpressions") or ())
-                     + tuple(_requirement(r, True) for r in t.get("matchFields") or ()))
-        for t in terms if isinstance(t, dict)
+        SelectorTerm(tuple(_requirement(r, False) for r in _dicts(t.get("matchExpressions")))
+                     + tuple(_requirement(r, True) for r in _dicts(t.get("matchFields"))))
+        for t in _dicts(terms)
     )
 
 
 def _tolerations(items: Any) -> Tuple[Toleration, ...]:
     return tuple(
         Toleration(str(t.get("key") or ""), str(t.get("operator") or "Equal"), str(t.get("value") or ""), str(t.get("effect") or ""))
-        for t in items or () if isinstance(t, dict)
+        for t in _dicts(items)
     )
 
 
+@parser("Node")
 def parse_node(raw: dict) -> Node:
-    meta = raw.get("metadata") or {}
-    ready_cond = next((c for c in _get(raw, "status", "conditions", default=()) if c.get("type") == "Ready"), None)
+    meta = _dict(raw.get("metadata"))
+    ready_cond = next((c for c in _dicts(_get(raw, "status", "conditions")) if c.get("type") == "Ready"), None)
     has_status = isinstance(raw.get("status"), dict)
     return Node(
         name=str(meta.get("name", "")),
         # Live JSON labels are str -> str already (offline sources normalise theirs), and json.loads
         # shares repeated keys: reuse the decoded dict instead of copying thousands of entries.
-        labels=meta.get("labels") or {},
+        labels=meta["labels"] if isinstance(meta.get("labels"), dict) else {},
         unschedulable=bool(_get(raw, "spec", "unschedulable", default=False)),
         ready=(ready_cond.get("status") == "True") if ready_cond else (False if has_status else None),
         taints=tuple(Taint(str(t.get("key", "")), str(t.get("value") or ""), str(t.get("effect", "")))
-                     for t in _get(raw, "spec", "taints", default=()) if isinstance(t, dict)),
+                     for t in _dicts(_get(raw, "spec", "taints"))),
     )
 
 
+@parser("VirtualMachine")
 def parse_vm(raw: dict) -> VirtualMachine:
-    meta = raw.get("metadata") or {}
+    meta = _dict(raw.get("metadata"))
     template = parse_vmi({"metadata": meta, "spec": _get(raw, "spec", "template", "spec") or {}})
     return VirtualMachine(
         namespace=str(meta.get("namespace", "")),
@@ -283,18 +320,19 @@ def _launch_security(spec: dict) -> Tuple[str, ...]:
 
 def _needs_tsc(spec: dict) -> bool:
     """KubeVirt's topology.IsManualTSCFrequencyRequired: invtsc required/forced, or reenlightenment on."""
-    features = _get(spec, "domain", "cpu", "features") or ()
-    invtsc = any(isinstance(f, dict) and f.get("name") == "invtsc" and (f.get("policy") or "require") in ("require", "force")
+    features = _dicts(_get(spec, "domain", "cpu", "features"))
+    invtsc = any(f.get("name") == "invtsc" and (f.get("policy") or "require") in ("require", "force")
                  for f in features)
     reenlightenment = _get(spec, "domain", "features", "hyperv", "reenlightenment", "enabled")
     return invtsc or reenlightenment is True
 
 
+@parser("VirtualMachineInstance")
 def parse_vmi(raw: dict) -> VirtualMachineInstance:
-    meta = raw.get("metadata") or {}
-    spec = raw.get("spec") or {}
-    status = raw.get("status") or {}
-    cpu = _get(spec, "domain", "cpu") or {}
+    meta = _dict(raw.get("metadata"))
+    spec = _dict(raw.get("spec"))
+    status = _dict(raw.get("status"))
+    cpu = _dict(_get(spec, "domain", "cpu"))
     tsc = _get(status, "topologyHints", "tscFrequency")
     return VirtualMachineInstance(
         namespace=str(meta.get("namespace", "")),
@@ -304,7 +342,7 @@ def parse_vmi(raw: dict) -> VirtualMachineInstance:
         node_name=status.get("nodeName") or None,
         cpu_model=cpu.get("model") or None,
         cpu_features=tuple(CpuFeature(str(f.get("name", "")), str(f.get("policy") or ""))
-                           for f in cpu.get("features") or () if isinstance(f, dict)),
+                           for f in _dicts(cpu.get("features"))),
         node_selector=_str_map(spec.get("nodeSelector")),
         required_terms=parse_required_terms(spec.get("affinity")),
         tolerations=_tolerations(spec.get("tolerations")),
@@ -322,9 +360,10 @@ def parse_vmi(raw: dict) -> VirtualMachineInstance:
     )
 
 
+@parser("Pod")
 def parse_pod(raw: dict) -> Pod:
-    meta = raw.get("metadata") or {}
-    spec = raw.get("spec") or {}
+    meta = _dict(raw.get("metadata"))
+    spec = _dict(raw.get("spec"))
     return Pod(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
@@ -337,13 +376,14 @@ def parse_pod(raw: dict) -> Pod:
         required_terms=parse_required_terms(spec.get("affinity")),
         tolerations=_tolerations(spec.get("tolerations")),
         conditions=_conditions(_get(raw, "status", "conditions")),
-        owner_uids=tuple(str(o.get("uid", "")) for o in meta.get("ownerReferences") or () if isinstance(o, dict)),
+        owner_uids=tuple(str(o.get("uid", "")) for o in _dicts(meta.get("ownerReferences"))),
     )
 
 
+@parser("KubeVirt")
 def parse_kubevirt(raw: dict) -> KubeVirtConfig:
-    meta = raw.get("metadata") or {}
-    conf = _get(raw, "spec", "configuration") or {}
+    meta = _dict(raw.get("metadata"))
+    conf = _dict(_get(raw, "spec", "configuration"))
     obsolete = conf.get("obsoleteCPUModels")
     return KubeVirtConfig(
         namespace=str(meta.get("namespace", "")),
@@ -356,8 +396,9 @@ def parse_kubevirt(raw: dict) -> KubeVirtConfig:
     )
 
 
+@parser("VirtualMachineInstanceMigration")
 def parse_migration(raw: dict) -> Migration:
-    meta = raw.get("metadata") or {}
+    meta = _dict(raw.get("metadata"))
     return Migration(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
@@ -369,9 +410,10 @@ def parse_migration(raw: dict) -> Migration:
     )
 
 
+@parser("Event")
 def parse_event(raw: dict) -> Event:
-    meta = raw.get("metadata") or {}
-    involved = raw.get("involvedObject") or raw.get("regarding") or {}
+    meta = _dict(raw.get("metadata"))
+    involved = _dict(raw.get("involvedObject") or raw.get("regarding"))
     return Event(
         namespace=str(meta.get("namespace", "")),
         kind=str(involved.get("kind", "")),

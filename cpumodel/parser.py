@@ -19,7 +19,7 @@ COMMANDS = {"diff": "cpumodel.commands.diff", "common": "cpumodel.commands.commo
             "why-not": "cpumodel.commands.why_not", "set": "cpumodel.commands.set_model",
             "drain-check": "cpumodel.commands.drain_check", "audit": "cpumodel.commands.audit"}
 GLOBAL_DEFAULTS = {"kubeconfig": None, "context": None, "namespace": None, "request_timeout": "0",
-                   "filename": None, "output": "table", "v": 0, "no_headers": False,
+                   "filename": None, "output": "table", "v": 0, "no_headers": False, "max_input_size": "1Gi",
                    "kube_cluster": None, "user": None, "server": None, "token": None, "certificate_authority": None,
                    "client_certificate": None, "client_key": None, "insecure_skip_tls_verify": None,
                    "tls_server_name": None, "as_user": None, "as_group": None, "as_uid": None}
@@ -99,6 +99,8 @@ def global_flags(kube_cluster: bool = True) -> argparse.ArgumentParser:
                         "(.zip or extracted) instead of the cluster; repeatable")
     g.add_argument("-o", "--output", default=s, metavar="FORMAT", choices=OUTPUT_FORMATS,
                    help="Output format: table (default), wide, json, yaml, name")
+    g.add_argument("--max-input-size", default=s, metavar="SIZE",
+                   help="Most bytes -f files and support bundles may hold together (default 1Gi; e.g. 500Mi, 4Gi)")
     g.add_argument("--no-headers", default=s, action="store_true", help="Print tables without their header rows")
     g.add_argument("-v", "--v", default=s, type=int, metavar="N", dest="v",
                    help="Log each API request (method, path, status, time) to stderr")

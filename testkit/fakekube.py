@@ -124,7 +124,11 @@ def _raw_list(kind: str, api_version: str, meta: dict, encoded_items: List[bytes
 class FakeKube:
     """The API state and behaviour; `serve()` puts it on an HTTP port."""
 
-    def __init__(self, objects: Optional[List[dict]] = None, gzip_enabled: bool = True, metadata_lists: bool = True):
+    def __init__(self, objects: Optional[List[dict]] = None, gzip_enabled: bool = True, metadata_lists: bool = True,
+                 without_groups: Tuple[str, ...] = ()):
+        """`without_groups`: API groups this server does not serve (a cluster without KubeVirt, say);
+        objects of those groups are dropped."""
+        self.resources = {k: v for k, v in RESOURCES.items() if k[0] not in without_groups}
         self.lock = threading.RLock()
         self.store: Dict[Tuple[str, str, str, str, str], dict] = {}
         self.rv = itertools.count(1000)
@@ -144,7 +148,8 @@ class FakeKube:
         self._responses: Dict[tuple, tuple] = {}
         self.on_patch = None  # hook(obj) run before a patch is applied: tests simulate a concurrent writer
         for obj in objects or []:
-            self.add(obj)
+            if obj["apiVersion"].rpartition("/")[0] not in without_groups:
+                self.add(obj)
 
     # ---- state ------------------------------------------------------------------
     def add(self, obj: dict, copy_object: bool = True) -> dict:
@@ -155,7 +160,7 @@ class FakeKube:
         meta.setdefault("uid", "uid-%s" % meta["name"])
         meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
         meta["resourceVersion"] = self._next_rv()
-        namespaced = RESOURCES[(g, v, plural)][1]
+        namespaced = self.resources[(g, v, plural)][1]
         ns = meta.setdefault("namespace", "default") if namespaced else ""
         with self.lock:
             self.store[(g, v, plural, ns, meta["name"])] = obj
@@ -175,16 +180,18 @@ class FakeKube:
 
     def fault(self, method: str = ".*", path: str = ".*", status: Optional[int] = None, reason: str = "",
               message: str = "", delay: float = 0.0, times: int = 1, headers: Optional[dict] = None,
-              trickle: float = 0.0) -> None:
-        """The next `times` matching requests sleep `delay`, then answer `status` (if set); with `trickle`,
-        the response body dribbles out over that many seconds (a slow server)."""
+              trickle: float = 0.0, skip: int = 0, query: str = "", body: Optional[bytes] = None) -> None:
+        """After `skip` matching requests, the next `times` ones sleep `delay`, then answer `status` (if set),
+        or 200 with the raw `body`; with `trickle`, the response body dribbles out over that many seconds.
+        `query` must occur in the query string (e.g. `dryRun`) for a request to match; `!dryRun`: not occur."""
         self.faults.append({"method": method, "path": path, "status": status, "reason": reason, "message": message,
-                            "delay": delay, "times": times, "headers": headers or {}, "trickle": trickle})
+                            "delay": delay, "times": times, "headers": headers or {}, "trickle": trickle,
+                            "skip": skip, "query": query, "body": body})
 
     # ---- discovery ------------------------------------------------------------------
     def discovery(self, group: str, version: str) -> dict:
         resources = []
-        for (g, v, plural), (kind, namespaced, short) in sorted(RESOURCES.items()):
+        for (g, v, plural), (kind, namespaced, short) in sorted(self.resources.items()):
             if (g, v) == (group, version):
                 resources.append({"name": plural, "singularName": kind.lower(), "namespaced": namespaced,
                                   "kind": kind, "verbs": VERBS, "shortNames": short, "categories": []})
@@ -194,7 +201,7 @@ class FakeKube:
                 "groupVersion": "%s/%s" % (group, version) if group else version, "resources": resources}
 
     def groups(self) -> dict:
-        groups = sorted({(g, v) for g, v, _ in RESOURCES if g})
+        groups = sorted({(g, v) for g, v, _ in self.resources if g})
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
             {"name": g, "versions": [{"groupVersion": "%s/%s" % (g, v), "version": v}],
              "preferredVersion": {"groupVersion": "%s/%s" % (g, v), "version": v}} for g, v in groups]}
@@ -202,7 +209,9 @@ class FakeKube:
     # ---- requests ------------------------------------------------------------------------
     def handle(self, method: str, path: str, query: Dict[str, str], headers: Dict[str, str], body: bytes):
         """Return (status, payload dict, extra headers)."""
-        trickle = self._apply_faults(method, path)
+        trickle = self._apply_faults(method, path, query)
+        if isinstance(trickle, Raw):
+            return 200, trickle, {}
         if trickle:
             return self._trickled(trickle, self.handle(method, path, query, headers, body))
         if path == "/version":
@@ -222,9 +231,9 @@ class FakeKube:
         if group == "subresources.kubevirt.io" and sub == "restart" and method == "PUT":
             return 202, self._restart(ns or "", plural, name), {}
         key = (group, version, plural)
-        if key not in RESOURCES or sub:
+        if key not in self.resources or sub:
             raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
-        kind, namespaced, _ = RESOURCES[key]
+        kind, namespaced, _ = self.resources[key]
         if name is None:
             if method != "GET":
                 raise ApiStatus(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
@@ -236,10 +245,21 @@ class FakeKube:
             return 200, self._patch(key, ns, name, query, headers, body), {}
         raise ApiStatus(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
-    def _apply_faults(self, method: str, path: str) -> float:
-        """Apply the first matching fault; returns how long the response body should trickle."""
+    @staticmethod
+    def _query_matches(rule: dict, query: Dict[str, str]) -> bool:
+        wanted = rule["query"]
+        if not wanted:
+            return True
+        return (wanted[1:] not in query) if wanted.startswith("!") else (wanted in query)
+
+    def _apply_faults(self, method: str, path: str, query: Dict[str, str]):
+        """Apply the first matching fault; returns how long the response body should trickle, or a raw body."""
         for rule in list(self.faults):
-            if rule["times"] > 0 and re.fullmatch(rule["method"], method) and re.search(rule["path"], path):
+            if rule["times"] > 0 and re.fullmatch(rule["method"], method) and re.search(rule["path"], path) \
+                    and self._query_matches(rule, query):
+                if rule["skip"] > 0:
+                    rule["skip"] -= 1
+                    continue
                 rule["times"] -= 1
                 if rule["delay"]:
                     time.sleep(rule["delay"])
@@ -247,6 +267,8 @@ class FakeKube:
                     err = ApiStatus(rule["status"], rule["reason"] or "InternalError", rule["message"] or "injected")
                     err.headers = rule["headers"]  # type: ignore[attr-defined]
                     raise err
+                if rule["body"] is not None:
+                    return Raw(rule["body"])
                 return rule["trickle"]
         return 0.0
 

@@ -1,7 +1,6 @@
 """Cluster access exactly as kubectl's: credentials, connection flags, proxies, TLS, signals, time, scripting."""
 import base64
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -2,7 +2,6 @@
 import os
 import sys
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import ROOT, reference_data

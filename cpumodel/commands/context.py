@@ -7,11 +7,13 @@ any file or cluster is opened; `run` then gathers, computes (pure core) and rend
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, TextIO, Tuple, TypeVar
 
 from cpumodel.errors import UsageError
 from cpumodel.objects import VM_KIND_NAMES, VMI_KIND_NAMES
+from cpumodel.output.terminal import escape_controls
 from cpumodel.sources.base import Source
 
 T = TypeVar("T")
@@ -24,10 +26,19 @@ class Environment:
     env: Dict[str, str] = field(default_factory=dict)
 
     def warn(self, message: str) -> None:
-        self.stderr.write("Warning: %s\n" % message)
+        self.stderr.write("Warning: %s\n" % escape_controls(message))
 
     def write(self, text: str) -> None:
+        """A JSON or YAML document, exactly (their encoders escape what needs escaping)."""
         self.stdout.write(text)
+
+    def say(self, text: str) -> None:
+        """Text for a person: anything a server or file put in it is made harmless for a terminal."""
+        self.stdout.write(escape_controls(text))
+
+    def tell(self, text: str) -> None:
+        """Progress and side notes, on stderr."""
+        self.stderr.write(escape_controls(text))
 
 
 class Problems:
@@ -58,6 +69,7 @@ class Common:
     fmt: str
     timeout: Optional[float]
     no_headers: bool = False
+    max_input: str = "1Gi"
 
     @property
     def style(self):
@@ -83,9 +95,9 @@ def emit(env: "Environment", common: Common, document: Callable[[], dict], text:
 
         env.write(structured(document(), common.fmt))
     elif common.fmt == "name":
-        env.write(names())
+        env.say(names())
     else:
-        env.write(text(common.style))
+        env.say(text(common.style))
 
 
 def request_timeout(args: argparse.Namespace) -> Optional[float]:
@@ -99,7 +111,19 @@ def request_timeout(args: argparse.Namespace) -> Optional[float]:
 
 def common_options(args: argparse.Namespace, problems: Problems) -> Common:
     timeout = problems.check(lambda: request_timeout(args))
-    return Common(args.output, timeout, args.no_headers)  # the parser already limits -o to OUTPUT_FORMATS
+    problems.check(lambda: input_size(args.max_input_size))
+    if args.namespace is not None:
+        problems.check(lambda: checked_name(args.namespace, "namespace", label=True))
+    return Common(args.output, timeout, args.no_headers, args.max_input_size)  # -o is limited by the parser
+
+
+def input_size(text: str) -> int:
+    from cpumodel.sources.snapshot import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise UsageError("invalid --max-input-size %r: use bytes or a quantity such as 500Mi or 4Gi" % text)
 
 
 def checked_selector(selector: Optional[str]) -> Optional[str]:
@@ -111,18 +135,37 @@ def checked_selector(selector: Optional[str]) -> Optional[str]:
     return selector
 
 
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def checked_name(name: str, what: str, label: bool = False) -> str:
+    """A Kubernetes object name (RFC 1123), checked before it goes into a URL path."""
+    limit, pattern = (63, _LABEL) if label else (253, _SUBDOMAIN)
+    if not name or len(name) > limit or not pattern.match(name):
+        raise UsageError('invalid %s name "%s": a Kubernetes name is at most %d lowercase letters, digits and '
+                         "'-'%s, starting and ending with a letter or digit"
+                         % (what, escape_controls(name), limit, "" if label else " or '.'"))
+    return name
+
+
+def checked_names(names, what: str, problems: "Problems") -> None:
+    for name in names:
+        problems.check(lambda name=name: checked_name(name, what))
+
+
 def parse_vm_reference(ref: str, allow_vmi: bool = True) -> Tuple[str, str]:
     """`vm/NAME`, `vmi/NAME` (any name kubectl accepts for the type) or a bare NAME -> (kind, name)."""
     kind, sep, name = ref.partition("/")
     if not sep:
-        return "any", ref
+        return "any", checked_name(ref, "VM")
     kinds = {k: "vm" for k in VM_KIND_NAMES}
     if allow_vmi:
         kinds.update({k: "vmi" for k in VMI_KIND_NAMES})
     if kind.lower() not in kinds or not name:
         raise UsageError("unsupported VM reference %r: use %s" % (ref, "vm/NAME, vmi/NAME or NAME" if allow_vmi
                                                                    else "vm/NAME or NAME"))
-    return kinds[kind.lower()], name
+    return kinds[kind.lower()], checked_name(name, "VM")
 
 
 def open_source(args: argparse.Namespace, environment: Environment, timeout: Optional[float]) -> Source:
@@ -130,7 +173,7 @@ def open_source(args: argparse.Namespace, environment: Environment, timeout: Opt
     if args.filename:
         from cpumodel.sources.snapshot import SnapshotSource
 
-        return SnapshotSource(list(args.filename), args.namespace)
+        return SnapshotSource(list(args.filename), args.namespace, args.max_input_size)
     from cpumodel.sources.kubeconfig import connect
     from cpumodel.sources.live import LiveSource
 

@@ -5,8 +5,8 @@ import argparse
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from cpumodel.commands.context import (Common, Environment, Problems, checked_selector, common_options, emit,
-                                       open_source)
+from cpumodel.commands.context import (Common, Environment, Problems, checked_names, checked_selector,
+                                       common_options, emit, open_source)
 from cpumodel.core.diff import diff_matrix, diff_pair
 from cpumodel.errors import UsageError
 from cpumodel.output.diff_report import matrix_document, pair_document, render_matrix, render_pair
@@ -32,6 +32,7 @@ def options(args: argparse.Namespace) -> Options:
     selector = problems.check(lambda: checked_selector(args.selector))
     if len(args.nodes) == 1:
         problems.add("diff needs two nodes (NODE_A NODE_B), or none/several for a matrix")
+    checked_names(args.nodes, "node", problems)
     problems.raise_any()
     return Options(common, tuple(args.nodes), selector, args.all)
 

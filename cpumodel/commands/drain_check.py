@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from cpumodel import objects
-from cpumodel.commands.context import (Common, Environment, Problems, checked_selector, common_options, emit,
-                                       note_uncollected, open_source)
+from cpumodel.commands.context import (Common, Environment, Problems, checked_names, checked_selector,
+                                       common_options, emit, note_uncollected, open_source)
 from cpumodel.core.api_selectors import matches, parse_selector
 from cpumodel.core.catalog import Catalog, obsolete_models
 from cpumodel.core.drain import MAINTAIN_MODE_LABEL, DrainPlanner, RunningVm
@@ -40,6 +40,7 @@ def options(args: argparse.Namespace) -> Options:
         problems.add("name the nodes to drain (drain-check NODE...), or use --all")
     if selector and not args.all:
         problems.add("-l selects the nodes for --all; name the nodes otherwise")
+    checked_names(args.nodes, "node", problems)
     problems.raise_any()
     return Options(common, tuple(dict.fromkeys(args.nodes)), args.all, selector, args.exit_code)
 

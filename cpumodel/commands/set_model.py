@@ -10,9 +10,10 @@ from cpumodel.commands.context import (Common, Environment, Problems, checked_se
 from cpumodel.core.nodes import Summarizer, split_nodes
 from cpumodel.core.plan import (CHART_MODEL_PATH, KUBEVIRT_MODEL_PATH, VM_MODEL_PATH, check_model, cluster_impact,
                                 field_patch, get_path, merge_patch)
-from cpumodel.errors import Conflict, NotFound, UsageError
-from cpumodel.output.set_report import (changed_lines, impact_lines, objects_document, restart_pending,
-                                        unchanged_line)
+from cpumodel.errors import Conflict, NotFound, SourceError, UsageError
+from cpumodel.output.set_report import (changed_lines, failed_line, impact_lines, objects_document, restart_pending,
+                                        result_entry, unchanged_line)
+from cpumodel.objects import CPU_MODES
 from cpumodel.sources import resources as r
 from cpumodel.sources.base import Source
 from cpumodel.sources.reader import HARVESTER_CHART, ClusterReader
@@ -48,8 +49,12 @@ def options(args: argparse.Namespace) -> Options:
     if not args.clear:
         if positional:
             model = positional.pop()
+            if not model.strip():
+                problems.add("the CPU model is empty: name a model, or use --clear to remove it")
         else:
             problems.add("a CPU model is required (or --clear)")
+    elif positional and looks_like_model(positional[-1]):
+        problems.add("--clear removes the model, so it takes VMs only, not the model %r" % positional.pop())
     names = tuple(n for n in (problems.check(lambda ref=ref: vm_name(ref)) for ref in positional) if n is not None)
     selector = problems.check(lambda: checked_selector(args.selector))
     o = Options(common, model, names, selector, args.all, args.cluster, args.dry_run, args.force, args.restart,
@@ -60,11 +65,18 @@ def options(args: argparse.Namespace) -> Options:
     return o
 
 
+def looks_like_model(word: str) -> bool:
+    """CPU model names carry capitals (Skylake-Server-IBRS), or are a mode; VM names are lowercase."""
+    return "/" not in word and (word in CPU_MODES or word != word.lower())
+
+
 def vm_name(ref: str) -> str:
     try:
         return parse_vm_reference(ref, allow_vmi=False)[1]
-    except UsageError:
-        raise UsageError("set works on VirtualMachines: %r is not vm/NAME" % ref)
+    except UsageError as exc:
+        if str(exc).startswith("unsupported VM reference"):
+            raise UsageError("set works on VirtualMachines: %r is not vm/NAME" % ref)
+        raise
 
 
 def conflicts(o: Options, offline: bool) -> List[str]:
@@ -95,6 +107,7 @@ class Change:
     name: str
     path: Tuple[str, ...]
     label: str  # what the output line calls the field
+    listed: Optional[Dict[str, Any]] = None  # the object as a list already returned it: no GET needed first
 
     @property
     def what(self) -> str:
@@ -102,58 +115,96 @@ class Change:
         return "%s/%s" % (self.resource.singular_full_name, self.name)
 
 
-def write(source: Source, change: Change, value: Optional[str], dry_run: str, env: Environment,
-          quiet: bool) -> Dict[str, Any]:
+@dataclass
+class Outcome:
+    """What happened to one object: changed, unchanged, failed (with the reason) or not-tried."""
+
+    change: Change
+    status: str
+    before: Optional[str] = None
+    result: Optional[Dict[str, Any]] = None
+    error: Optional[str] = None
+
+
+def write(source: Source, change: Change, value: Optional[str], dry_run: str) -> Outcome:
     """Patch one field with a resourceVersion precondition; on 409 re-read and retry (bounded)."""
+    current = change.listed
     for attempt in range(CONFLICT_RETRIES + 1):
-        current = source.get(change.resource, change.namespace, change.name)
+        if current is None:
+            current = source.get(change.resource, change.namespace, change.name)
         before = get_path(current, change.path)
         patch = field_patch(change.path, value, str((current.get("metadata") or {}).get("resourceVersion", "")))
         if before == value:
-            if not quiet:
-                env.write(unchanged_line(change.what, change.label, value))
-            return current
+            return Outcome(change, "unchanged", before, current)
         if dry_run == "client":
-            result = merge_patch(current, patch)
-        else:
-            try:
-                result = source.patch(change.resource, change.namespace, change.name, patch, MERGE_PATCH,
-                                      dry_run == "server")
-            except Conflict:
-                if attempt == CONFLICT_RETRIES:
-                    raise Conflict("%s/%s kept changing while we wrote it (%d conflicts); try again" % (
-                        change.resource.singular_full_name, change.name, CONFLICT_RETRIES + 1))
-                continue
-        if not quiet:
-            env.write(changed_lines(change.what, change.label, change.path, before, value, dry_run))
-        return result
+            return Outcome(change, "changed", before, merge_patch(current, patch))
+        try:
+            result = source.patch(change.resource, change.namespace, change.name, patch, MERGE_PATCH,
+                                  dry_run == "server")
+        except Conflict:
+            if attempt == CONFLICT_RETRIES:
+                raise Conflict("%s kept changing while we wrote it (%d conflicts); try again"
+                               % (change.what, CONFLICT_RETRIES + 1))
+            current = None  # read it again
+            continue
+        return Outcome(change, "changed", before, result)
     raise AssertionError("unreachable")
 
 
-def apply_all(source: Source, changes: Sequence[Change], value: Optional[str], o: Options, env: Environment) -> List[Dict[str, Any]]:
-    quiet = o.fmt in ("json", "yaml", "name")
+def apply_all(source: Source, changes: Sequence[Change], value: Optional[str], o: Options) -> List[Outcome]:
+    """Every change, or a report of how far it got: the first failure stops the rest (not-tried)."""
     if o.dry_run == "none":
         # A server-side dry run of every patch first: RBAC, admission and validation errors
         # surface before anything is written, so one bad VM never leaves the rest half-done.
-        silent = Environment(stdout=_Null(), stderr=env.stderr, env=env.env)
         for change in changes:
-            write(source, change, value, "server", silent, True)
-    return [write(source, c, value, o.dry_run, env, quiet) for c in changes]
+            write(source, change, value, "server")
+    outcomes: List[Outcome] = []
+    for change in changes:
+        if any(out.status == "failed" for out in outcomes[-1:]) or (outcomes and outcomes[-1].status == "not-tried"):
+            outcomes.append(Outcome(change, "not-tried"))
+            continue
+        try:
+            outcomes.append(write(source, change, value, o.dry_run))
+        except SourceError as exc:
+            if len(changes) == 1:
+                raise
+            outcomes.append(Outcome(change, "failed", error=str(exc)))
+    return outcomes
 
 
-class _Null:
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-
-def emit_objects(objects: List[Dict[str, Any]], changes: Sequence[Change], o: Options, env: Environment) -> None:
+def report_outcomes(outcomes: Sequence[Outcome], value: Optional[str], o: Options, env: Environment) -> None:
+    """Per object, what happened; then the documents or names -o asked for; a failure ends in one error line."""
+    if o.fmt not in ("json", "yaml", "name"):
+        for out in outcomes:
+            c = out.change
+            if out.status == "unchanged":
+                env.say(unchanged_line(c.what, c.label, value))
+            elif out.status == "changed":
+                env.say(changed_lines(c.what, c.label, c.path, out.before, value, o.dry_run))
+            else:
+                env.say(failed_line(c.what, out.status, out.error))
+    objects = [out.result for out in outcomes if out.result is not None]
     if o.fmt in ("json", "yaml"):
-        env.write(objects_document(objects, o.fmt))
+        results = [result_entry(out.change.name, out.change.namespace, out.status, out.before, value, out.error)
+                   for out in outcomes]
+        env.write(objects_document(objects, o.fmt, results if len(outcomes) > 1 else None))
     elif o.fmt == "name":
-        env.write("".join(change.what + "\n" for change in changes))
+        env.say("".join(out.change.what + "\n" for out in outcomes if out.result is not None))
+
+
+def raise_if_unfinished(outcomes: Sequence[Outcome], value: Optional[str]) -> None:
+    """Exit 1 when any object failed, naming the first failure and the command that finishes the job."""
+    left = [out.change for out in outcomes if out.status in ("failed", "not-tried")]
+    if left:
+        failed = next(out for out in outcomes if out.status == "failed")
+        raise SourceError("%s failed (%s); %d of %d not changed. Finish with: %s" % (
+            failed.change.what, failed.error, len(left), len(outcomes), finish_command(left, value)))
+
+
+def finish_command(left: Sequence[Change], value: Optional[str]) -> str:
+    namespace = left[0].namespace or "default"
+    target = value if value else "--clear"
+    return "kubectl cpumodel set %s %s -n %s" % (" ".join("vm/" + c.name for c in left), target, namespace)
 
 
 def check_against_nodes(reader: ClusterReader, o: Options, env: Environment, require_all: bool) -> None:
@@ -172,11 +223,11 @@ def select_vms(reader: ClusterReader, o: Options):
     ns = reader.source.namespace
     if o.vm_names:
         try:
-            return [reader.vm(ns, name) for name in o.vm_names]  # every VM must exist before any write
+            return [reader.vm_object(ns, name) for name in o.vm_names]  # every VM must exist before any write
         except NotFound:
             reader.check_namespace(ns)
             raise
-    vms = reader.vms(ns, o.selector)
+    vms = reader.vm_objects(ns, o.selector)
     if not vms:
         raise UsageError('no VirtualMachines %s in namespace "%s"' % (
             "match %s" % o.selector if o.selector else "found", ns))
@@ -186,16 +237,20 @@ def select_vms(reader: ClusterReader, o: Options):
 def run_vms(reader: ClusterReader, o: Options, env: Environment) -> int:
     vms = select_vms(reader, o)
     check_against_nodes(reader, o, env, require_all=False)
-    changes = [Change(r.VMS, vm.namespace, vm.name, VM_MODEL_PATH, "cpu model") for vm in vms]
-    objects = apply_all(reader.source, changes, o.model, o, env)
-    running = [vm for vm in vms if vm.running]
+    listed = o.dry_run == "client" and not o.vm_names  # -l/--all: the list already has every object
+    changes = [Change(r.VMS, vm.namespace, vm.name, VM_MODEL_PATH, "cpu model", raw if listed else None)
+               for vm, raw in vms]
+    outcomes = apply_all(reader.source, changes, o.model, o)
+    report_outcomes(outcomes, o.model, o, env)
+    done = {out.change.name for out in outcomes if out.status in ("changed", "unchanged")}
+    running = [vm for vm, _ in vms if vm.running and vm.name in done]
     if running and o.restart and o.dry_run == "none":
         for vm in running:
             reader.source.put_subresource(r.VMS, vm.namespace, vm.name, r.VM_RESTART, r.SUBRESOURCES_GROUP_VERSION)
-            env.stderr.write("virtualmachine.kubevirt.io/%s restarted\n" % vm.name)
+            env.tell("virtualmachine.kubevirt.io/%s restarted\n" % vm.name)
     elif running:
         env.warn(restart_pending([v.name for v in running], o.restart))
-    emit_objects(objects, changes, o, env)
+    raise_if_unfinished(outcomes, o.model)
     return 0
 
 
@@ -207,7 +262,7 @@ def cluster_change(reader: ClusterReader, o: Options, env: Environment) -> Chang
     if o.target == "managedchart" and chart is None:
         raise UsageError("--target managedchart: ManagedChart %s/%s not found (not a Harvester cluster?)" % HARVESTER_CHART)
     if chart is not None:
-        env.stderr.write("Harvester detected: writing the ManagedChart %s/%s values so upgrades keep the model; "
+        env.tell("Harvester detected: writing the ManagedChart %s/%s values so upgrades keep the model; "
                          "Fleet then updates the KubeVirt CR\n" % HARVESTER_CHART)
         return Change(r.MANAGEDCHARTS, HARVESTER_CHART[0], HARVESTER_CHART[1], CHART_MODEL_PATH,
                       "values kubevirt.spec.configuration.cpuModel")
@@ -220,14 +275,15 @@ def run_cluster(reader: ClusterReader, o: Options, env: Environment) -> int:
     check_against_nodes(reader, o, env, require_all=True)
     change = cluster_change(reader, o, env)
     impact = cluster_impact(reader.vms(None))
-    objects = apply_all(reader.source, [change], o.model, o, env)
+    outcomes = apply_all(reader.source, [change], o.model, o)
     lines = impact_lines(impact, o.fmt == "wide")
     for key in ("adopt", "keep"):
         if lines[key]:
-            env.stderr.write(lines[key])  # type: ignore[arg-type]
+            env.tell(lines[key])  # type: ignore[arg-type]
     if lines["warning"]:
         env.warn(lines["warning"])  # type: ignore[arg-type]
-    emit_objects(objects, [change], o, env)
+    report_outcomes(outcomes, o.model, o, env)
+    raise_if_unfinished(outcomes, o.model)
     return 0
 
 

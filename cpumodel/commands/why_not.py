@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from cpumodel import objects
-from cpumodel.commands.context import (Common, Environment, Problems, common_options, emit, open_source,
-                                       parse_vm_reference)
+from cpumodel.commands.context import (Common, Environment, Problems, checked_names, common_options, emit,
+                                       open_source, parse_vm_reference)
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.migration import VmState, current_launcher
 from cpumodel.core.why_not import MigrationAttempt, explain
@@ -34,6 +34,7 @@ def options(args: argparse.Namespace) -> Options:
     problems = Problems()
     common = common_options(args, problems)
     ref = problems.check(lambda: parse_vm_reference(args.vm))
+    checked_names([args.node] if args.node else [], "node", problems)
     problems.raise_any()
     kind, name = ref  # type: ignore[misc]
     return Options(common, kind, name, args.node, args.exit_code)

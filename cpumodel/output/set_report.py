@@ -27,6 +27,15 @@ def changed_lines(what: str, label: str, path: Sequence[str], before: Optional[s
                                              _show(value))
 
 
+def failed_line(what: str, status: str, error: Optional[str]) -> str:
+    return "%s %s\n" % (what, "FAILED: %s" % error if status == "failed" else "not tried")
+
+
+def result_entry(name: str, namespace: Optional[str], status: str, before: Optional[str], to: Optional[str],
+                 error: Optional[str]) -> Dict[str, Any]:
+    return {"vm": name, "namespace": namespace, "status": status, "from": before, "to": to, "error": error}
+
+
 def restart_pending(names: Sequence[str], restart: bool) -> str:
     return "the change applies at the next restart of these running VMs: %s%s" % (
         ", ".join(names), "" if restart else " (use --restart to restart them now)")
@@ -45,7 +54,12 @@ def impact_lines(impact: Dict[str, List[str]], wide: bool) -> Dict[str, Optional
     }
 
 
-def objects_document(objects: List[Dict[str, Any]], fmt: str) -> str:
-    """The written objects as kubectl prints them: one object, or a v1 List."""
-    doc = objects[0] if len(objects) == 1 else {"apiVersion": "v1", "kind": "List", "items": objects}
+def objects_document(objects: List[Dict[str, Any]], fmt: str, results: Optional[List[Dict[str, Any]]] = None) -> str:
+    """The written objects as kubectl prints them: one object, or a v1 List; several VMs also get `results`,
+    one `{vm, namespace, status, from, to, error}` per VM (changed, unchanged, failed, not-tried)."""
+    if results is None and len(objects) == 1:
+        return structured(objects[0], fmt)
+    doc: Dict[str, Any] = {"apiVersion": "v1", "kind": "List", "items": objects}
+    if results is not None:
+        doc["results"] = results
     return structured(doc, fmt)

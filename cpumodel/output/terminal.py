@@ -6,7 +6,16 @@ words and ASCII instead, and anything else unencodable is written as a backslash
 from __future__ import annotations
 
 import codecs
+import re
 from typing import TextIO
+
+# C0 controls but tab and newline, DEL, and C1 controls: what could move a cursor or rewrite a terminal.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def escape_controls(text: str) -> str:
+    """Text from a server or a file, made harmless for a terminal (kubectl escapes these too)."""
+    return _CONTROLS.sub(lambda m: "\\x%02x" % ord(m.group()), text)
 
 ASCII_SPELLING = {"✓": "yes", "✗": "no", "…": "...", "≥": ">=", "≤": "<=", "→": "->", "×": "x", "÷": "/"}
 

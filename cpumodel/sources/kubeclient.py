@@ -40,6 +40,10 @@ class Call:
     name: Optional[str] = None
 
 
+class Transient(SourceError):
+    """A connection reset or similar: worth another try when the request is safe to repeat."""
+
+
 class ApiError(SourceError):
     def __init__(self, message: str, status: int, reason: str = ""):
         super().__init__(message)
@@ -119,6 +123,9 @@ def connection_error(exc: BaseException, access: Access, timeout: Optional[float
         return SourceError("cannot connect to %s: connection refused or unreachable" % server)
     if isinstance(inner, (ue.ReadTimeoutError, ue.ConnectTimeoutError)) or "timed out" in text:
         return timed_out(server, timeout)
+    if isinstance(exc, ue.ProtocolError) or isinstance(inner, (ConnectionResetError, BrokenPipeError)):
+        return Transient("the connection to %s broke: %s" % (server, text.splitlines()[0][:200] if text else
+                                                              type(inner).__name__))
     return SourceError("cannot talk to %s: %s" % (server, text.splitlines()[0][:200] if text else type(inner).__name__))
 
 
@@ -268,17 +275,27 @@ class KubeClient:
 
     def request(self, call: Call, method: str, path: str, query: Sequence[Tuple[str, str]] = (),
                 body: Any = None, content_type: str = "application/json",
-                accept: str = "application/json") -> Dict[str, Any]:
-        return _decode(self.request_bytes(call, method, path, query, body, content_type, accept))
+                accept: str = "application/json", repeatable: bool = False) -> Dict[str, Any]:
+        return _decode(self.request_bytes(call, method, path, query, body, content_type, accept, repeatable))
 
     def request_bytes(self, call: Call, method: str, path: str, query: Sequence[Tuple[str, str]] = (),
                       body: Any = None, content_type: str = "application/json",
-                      accept: str = "application/json") -> bytes:
-        """The response body of a successful request (GETs retried on 429/5xx); errors raised."""
+                      accept: str = "application/json", repeatable: bool = False) -> bytes:
+        """The response body of a successful request; errors raised.
+
+        GETs, and writes the caller marks `repeatable` (a patch guarded by a resourceVersion: a
+        repeat after a lost answer meets a 409, never a second change), are retried with a bounded
+        backoff on 429 (honouring Retry-After), 5xx and broken connections, as client-go does."""
         headers = self._headers(accept, content_type if body is not None else None)
-        attempts = GET_ATTEMPTS if method == "GET" else 1
+        attempts = GET_ATTEMPTS if method == "GET" or repeatable else 1
         for attempt in range(attempts):
-            status, data, resp_headers = self._send(method, path, query, headers, body)
+            try:
+                status, data, resp_headers = self._send(method, path, query, headers, body)
+            except Transient:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(_retry_delay({}, attempt))
+                continue
             if 200 <= status < 300:
                 return data
             retryable = status == 429 or status >= 500
@@ -322,8 +339,13 @@ class KubeClient:
                 pending = fetch(guessed)
             page = _decode(raw)
             del raw
+            if not isinstance(page, dict) or not isinstance(page.get("metadata") or {}, dict):
+                raise SourceError("the server answered a list request with %s, not a list object"
+                                  % type(page).__name__)
             token = (page.get("metadata") or {}).get("continue") or ""
             page_items = items_of(page)
+            if not isinstance(page_items, list):
+                raise SourceError("the server sent a list whose items are not a list")
             items.extend(map(keep, page_items) if keep else page_items)
             del page, page_items  # let each page go before the next is decoded
             if token != guessed:  # an unusual layout: fall back to fetching after decoding

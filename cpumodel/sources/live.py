@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, TextIO, Tuple
 
+from cpumodel.errors import SourceError
 from cpumodel.sources.base import Keep, Source
 from cpumodel.sources.kubeclient import ApiError, Call, KubeClient
 from cpumodel.sources.kubeconfig import Access
@@ -25,11 +26,15 @@ def table_rows(page: Dict[str, Any]) -> List[Dict[str, Any]]:
     """
     if page.get("kind") != "Table":
         return page.get("items") or []
+    if not isinstance(page.get("rows"), list):
+        return page.get("rows")  # not a list: the caller reports the malformed page
     names = [c.get("name") for c in page.get("columnDefinitions") or []]
     column = names.index("Status") if "Status" in names else None
     items = []
-    for row in page.get("rows") or []:
-        status = str(row["cells"][column]) if column is not None else ""
+    for row in page["rows"]:
+        if not isinstance(row, dict) or not isinstance(row.get("cells"), list):
+            raise SourceError("the server sent a malformed Table row")
+        status = str(row["cells"][column]) if column is not None and column < len(row["cells"]) else ""
         ready = {"Ready": "True", "NotReady": "False"}.get(status.split(",")[0], "Unknown")
         items.append({"metadata": (row.get("object") or {}).get("metadata") or {},
                       "spec": {"unschedulable": "SchedulingDisabled" in status},
@@ -72,8 +77,9 @@ class LiveSource(Source):
               dry_run: bool) -> Dict[str, Any]:
         ns = namespace if resource.namespaced else None
         query = [("fieldManager", "kubectl-cpumodel")] + ([("dryRun", "All")] if dry_run else [])
+        guarded = bool(isinstance(body, dict) and (body.get("metadata") or {}).get("resourceVersion"))
         return self.client.request(Call("patch", resource.full_name, ns, name), "PATCH", resource.path(ns, name),
-                                   query, body=body, content_type=content_type)
+                                   query, body=body, content_type=content_type, repeatable=guarded)
 
     def put_subresource(self, resource: Resource, namespace: str, name: str, subresource: str,
                         group_version: str) -> None:

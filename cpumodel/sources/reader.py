@@ -66,10 +66,13 @@ class ClusterReader:
         return spaces[0] if spaces else src.namespace
 
     def check_namespace(self, namespace: str) -> None:
-        """Turn "VM not found" into "namespace not found" when that is the real problem."""
+        """Turn "VM not found" into "namespace not found", or "KubeVirt is not installed", when that is the
+        real problem."""
         if self.source.offline and not self.source.list(r.NAMESPACES):
             return  # snapshots often hold no Namespace objects
         self.source.get(r.NAMESPACES, None, namespace)
+        if not self.source.offline:
+            self.kubevirt_installed()
 
     def instancetype_models(self, namespace: Optional[str]) -> Dict[Tuple[str, str, str], str]:
         """(kind, namespace or "", name) -> spec.cpu.model of every instancetype that sets one."""
@@ -87,11 +90,35 @@ class ClusterReader:
                     found[(resource.kind, ns, str(meta.get("name", "")))] = model
         return found
 
+    def kubevirt_installed(self) -> None:
+        """Turn "VM not found" into "KubeVirt is not installed" when the API itself is missing."""
+        try:
+            self.source.list(r.KUBEVIRTS)
+        except NotFound:
+            raise SourceError("KubeVirt is not installed: the cluster does not serve %s" % r.VMS.full_name)
+
     def vm(self, namespace: str, name: str) -> objects.VirtualMachine:
         return objects.parse_vm(self.source.get(r.VMS, namespace, name))
 
     def vms(self, namespace: Optional[str], label_selector: Optional[str] = None) -> List[objects.VirtualMachine]:
-        return [objects.parse_vm(o) for o in self.source.list(r.VMS, namespace, label_selector=label_selector)]
+        return [vm for vm, _ in self.vm_objects(namespace, label_selector)]
+
+    def vm_objects(self, namespace: Optional[str], label_selector: Optional[str] = None
+                   ) -> List[Tuple[objects.VirtualMachine, Dict[str, Any]]]:
+        """VMs parsed, each beside the raw object a write starts from."""
+        return [(objects.parse_vm(o), o) for o in self.kubevirt_list(r.VMS, namespace, label_selector)]
+
+    def kubevirt_list(self, resource: r.Resource, namespace: Optional[str], label_selector: Optional[str] = None
+                      ) -> List[Dict[str, Any]]:
+        """A list of one of KubeVirt's own types: a server that does not serve it has no KubeVirt."""
+        try:
+            return self.source.list(resource, namespace, label_selector=label_selector)
+        except NotFound:
+            raise SourceError("KubeVirt is not installed: the cluster does not serve %s" % resource.full_name)
+
+    def vm_object(self, namespace: str, name: str) -> Tuple[objects.VirtualMachine, Dict[str, Any]]:
+        raw = self.source.get(r.VMS, namespace, name)
+        return objects.parse_vm(raw), raw
 
     def vmi(self, namespace: str, name: str) -> Optional[objects.VirtualMachineInstance]:
         try:
@@ -101,7 +128,7 @@ class ClusterReader:
 
     def vmis(self, namespace: Optional[str] = None, label_selector: Optional[str] = None
              ) -> List[objects.VirtualMachineInstance]:
-        return [objects.parse_vmi(o) for o in self.source.list(r.VMIS, namespace, label_selector=label_selector)]
+        return [objects.parse_vmi(o) for o in self.kubevirt_list(r.VMIS, namespace, label_selector)]
 
     def vmis_on(self, nodes: List[str]) -> List[objects.VirtualMachineInstance]:
         """VMIs on these nodes, in every namespace: KubeVirt labels each VMI with its node (kubevirt.io/nodeName)."""

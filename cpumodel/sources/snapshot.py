@@ -7,11 +7,12 @@ memory, never extracted.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
+import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
@@ -30,6 +31,8 @@ def _load_documents(text: str, origin: str) -> List[Any]:
         if origin.endswith(".json"):
             return [json.loads(text)]
         return [d for d in yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if d is not None]
+    except RecursionError:
+        raise SourceError("%s: nested too deeply to be a Kubernetes object" % origin)
     except (ValueError, yaml.YAMLError) as exc:
         first = str(exc).strip().splitlines()
         raise SourceError("%s: not valid %s: %s" % (origin, "JSON" if origin.endswith(".json") else "YAML",
@@ -64,15 +67,26 @@ def _yaml_scalar(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _unmunge(value: Any) -> Any:
-    """support-bundle-kit wrote every empty string (and some nulls) as the string "null"."""
-    if value == "null":
-        return ""
-    if isinstance(value, dict):
-        return {k: _unmunge(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unmunge(v) for v in value]
-    return value
+def _unmunge(value: Any, seen: Optional[Set[int]] = None) -> Any:
+    """support-bundle-kit wrote every empty string (and some nulls) as the string "null"; undo it in place.
+
+    YAML aliases make one node appear in many places: each is visited once, never copied, so a
+    file built of nested aliases costs what its text costs (as on the plain -f path).
+    """
+    seen = set() if seen is None else seen
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        pairs = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, item in list(pairs):
+            if item == "null":
+                node[key] = ""
+            elif isinstance(item, (dict, list)):
+                stack.append(item)
+    return "" if value == "null" else value
 
 
 def _is_bundle_dir(path: str) -> Optional[str]:
@@ -85,49 +99,107 @@ def _is_bundle_dir(path: str) -> Optional[str]:
     return None
 
 
-def _read_text(path: str) -> str:
+class InputBudget:
+    """How many bytes -f inputs may still bring in (--max-input-size): every read counts against it."""
+
+    def __init__(self, limit: int, shown: str):
+        self.left, self.shown = limit, shown
+
+    def take(self, count: int, what: str) -> None:
+        self.left -= count
+        if self.left < 0:
+            raise SourceError("%s: the -f inputs exceed --max-input-size %s; raise it if the files are trusted"
+                              % (what, self.shown))
+
+
+CHUNK = 1 << 20
+
+
+def _decode_text(data: bytes, what: str) -> str:
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SourceError("%s: cannot be read: %s" % (path, exc))
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SourceError("%s: not UTF-8 text" % what)
 
 
-def _bundle_files_from_dir(root: str) -> Iterator[Tuple[str, str]]:
-    for dirpath, _, files in os.walk(os.path.join(root, "yamls")):
+def _read_text(path: str, budget: InputBudget, root: Optional[str] = None) -> str:
+    """A regular file's text, inside `root` (links that leave it are refused), within the budget."""
+    if root is not None:
+        real, inside = os.path.realpath(path), os.path.realpath(root)
+        if real != inside and not real.startswith(inside + os.sep):
+            raise SourceError("%s: a link that leads out of %s (to %s): refused" % (path, root, real))
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # before open: opening a FIFO would wait for ever
+            raise SourceError("%s: not a regular file (a device, FIFO or socket): refused" % path)
+        with open(path, "rb", buffering=0) as fh:
+            chunks = []
+            while True:
+                chunk = fh.read(CHUNK)
+                if not chunk:
+                    break
+                budget.take(len(chunk), path)
+                chunks.append(chunk)
+    except OSError as exc:
+        raise SourceError("%s: cannot be read: %s" % (path, exc.strerror or exc))
+    return _decode_text(b"".join(chunks), path)
+
+
+def _bundle_files_from_dir(root: str, budget: InputBudget) -> Iterator[Tuple[str, str]]:
+    for dirpath, dirnames, files in os.walk(os.path.join(root, "yamls")):
+        dirnames.sort()
         for f in sorted(files):
             if f.endswith(DATA_SUFFIXES):
                 path = os.path.join(dirpath, f)
-                yield path, _read_text(path)
+                yield path, _read_text(path, budget, root)
 
 
-def _bundle_files_from_zip(path: str) -> Iterator[Tuple[str, str]]:
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, budget: InputBudget) -> str:
+    """A zip member, checked against its declared size and the budget while it inflates."""
+    if info.file_size > budget.left:
+        raise SourceError("%s: declares %d bytes, more than --max-input-size %s leaves; raise it if the bundle "
+                          "is trusted" % (where, info.file_size, budget.shown))
+    chunks, total = [], 0
+    with archive.open(info) as member:
+        while True:
+            chunk = member.read(CHUNK)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > info.file_size:
+                raise SourceError("%s: inflates beyond its declared size of %d bytes: refused" % (where, info.file_size))
+            budget.take(len(chunk), where)
+            chunks.append(chunk)
+    return _decode_text(b"".join(chunks), where)
+
+
+def _bundle_files_from_zip(path: str, budget: InputBudget) -> Iterator[Tuple[str, str]]:
     try:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as exc:
         raise SourceError("%s: not a readable zip file: %s" % (path, exc))
     with archive:
-        names = [n for n in archive.namelist() if "/yamls/" in "/" + n and n.endswith(DATA_SUFFIXES)]
-        if not names:
+        members = [i for i in archive.infolist() if "/yamls/" in "/" + i.filename and i.filename.endswith(DATA_SUFFIXES)]
+        if not members:
             raise SourceError("%s: not a Harvester support bundle (no yamls/ folder inside)" % path)
-        for name in sorted(names):
+        for info in sorted(members, key=lambda i: i.filename):
+            where = "%s:%s" % (path, info.filename)
             try:
-                text = io.TextIOWrapper(archive.open(name), encoding="utf-8").read()
-            except (OSError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
-                raise SourceError("%s: cannot read %s: %s" % (path, name, exc))
-            yield "%s:%s" % (path, name), text
+                text = _read_member(archive, info, where, budget)
+            except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+                raise SourceError("%s: cannot read: %s" % (where, exc))
+            yield where, text
 
 
-def _plain_files(path: str) -> Iterator[Tuple[str, str]]:
+def _plain_files(path: str, budget: InputBudget) -> Iterator[Tuple[str, str]]:
     if os.path.isdir(path):
         for dirpath, dirnames, files in os.walk(path):
             dirnames.sort()
             for f in sorted(files):
                 if f.endswith(DATA_SUFFIXES):
                     full = os.path.join(dirpath, f)
-                    yield full, _read_text(full)
+                    yield full, _read_text(full, budget, path)
     else:
-        yield path, _read_text(path)
+        yield path, _read_text(path, budget)
 
 
 _BUNDLE_NAMESPACE = re.compile(r"/yamls/namespaced/([^/]+)/")
@@ -140,43 +212,70 @@ class Snapshot:
     collected_namespaces: Set[str] = field(default_factory=set)  # bundles: the namespaces it has folders for
 
 
+DEFAULT_MAX_INPUT = "1Gi"
+
+
 def load_objects(paths: Iterable[str]) -> List[Dict[str, Any]]:
     return load_snapshot(paths).objects
 
 
-def load_snapshot(paths: Iterable[str]) -> Snapshot:
+def load_snapshot(paths: Iterable[str], max_input: str = DEFAULT_MAX_INPUT) -> Snapshot:
     snapshot = Snapshot()
     objects = snapshot.objects
+    budget = InputBudget(parse_size(max_input), max_input)
     for path in paths:
         if not os.path.exists(path):
             raise SourceError("%s: no such file or directory" % path)
         bundle_root = _is_bundle_dir(path) if os.path.isdir(path) else None
         if path.endswith(".zip"):
-            files, bundle = _bundle_files_from_zip(path), True
+            files, bundle = _bundle_files_from_zip(path, budget), True
         elif bundle_root:
-            files, bundle = _bundle_files_from_dir(bundle_root), True
+            files, bundle = _bundle_files_from_dir(bundle_root, budget), True
         else:
-            files, bundle = _plain_files(path), False
+            files, bundle = _plain_files(path, budget), False
         snapshot.bundle = snapshot.bundle or bundle
+        read = 0
         for origin, text in files:
+            read += 1
             found = _BUNDLE_NAMESPACE.search(origin.replace(os.sep, "/")) if bundle else None
             if found:
                 snapshot.collected_namespaces.add(found.group(1))
             for doc in _load_documents(text, origin):
                 for obj in _expand(doc, origin):
                     objects.append(_string_labels(_unmunge(obj) if bundle else obj))
+        if not read:
+            raise SourceError("%s: no YAML or JSON files in it" % path)
     return snapshot
+
+
+_SIZE = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_UNITS = {None: 1, "k": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12, "Ki": 1 << 10, "Mi": 1 << 20,
+          "Gi": 1 << 30, "Ti": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """A Kubernetes-style quantity of bytes: 500Mi, 2Gi, 1000000."""
+    found = _SIZE.match(str(text).strip())
+    if not found:
+        raise ValueError(text)
+    return int(found.group(1)) * _UNITS[found.group(2)]
+
+
+def _object_order(obj: Dict[str, Any]) -> Tuple[str, str]:
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
 class SnapshotSource(Source):
     offline = True
 
-    def __init__(self, paths: List[str], namespace: Optional[str]):
+    def __init__(self, paths: List[str], namespace: Optional[str], max_input: str = DEFAULT_MAX_INPUT):
         self.paths = paths
         self.namespace = namespace or "default"
         self.namespace_explicit = namespace is not None
         self._by_kind: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
-        snapshot = load_snapshot(paths)
+        snapshot = load_snapshot(paths, max_input)
         self._bundle, self._collected = snapshot.bundle, snapshot.collected_namespaces
         for obj in snapshot.objects:
             group = str(obj.get("apiVersion", "")).rpartition("/")[0]
@@ -196,7 +295,7 @@ class SnapshotSource(Source):
             if field_reqs is not None and not fields_match(field_reqs, obj):
                 continue
             found.append(obj)
-        found.sort(key=lambda o: ((o.get("metadata") or {}).get("namespace", ""), (o.get("metadata") or {}).get("name", "")))
+        found.sort(key=_object_order)
         return [keep(o) for o in found] if keep else found
 
     def uncollected_namespaces(self) -> List[str]:
