@@ -1,13 +1,15 @@
-"""The one place that touches the `kubernetes` package: the TLS connection pool and raw REST calls.
+"""Raw REST calls over urllib3 (the kubernetes client's own transport), and the one place that
+imports the `kubernetes` package: its kubeconfig loader owns auth-provider users (OIDC and
+friends) and their token refresh.
 
-The client's Configuration and REST pool carry the TLS settings and the proxy; its
-kubeconfig loader serves only auth-provider users (OIDC and friends). Everything else about
-credentials is resolved in kubeconfig.py/credentials.py, the way client-go does it. Requests
-go straight to the pool, so that repeated headers (one Impersonate-Group per group) are
-sent, gzip is decoded in one call, and responses are read as raw JSON into dicts: faster
-than the client's generated models and indifferent to schema drift. Each request runs in a
-daemon thread while the caller waits in short steps, so `--request-timeout` bounds a
-request's whole duration and Ctrl-C stops a stalled request at once.
+Everything else about credentials is resolved in kubeconfig.py/credentials.py, the way
+client-go does it, and the pool is built the way the client's RESTClientObject builds it:
+importing the client costs a third of a second, most of a small cluster's wait, and its
+generated models are never needed. Requests go straight to the pool, so that repeated
+headers (one Impersonate-Group per group) are sent, gzip is decoded in one call, and
+responses are read as raw JSON into dicts: fast and indifferent to schema drift. Each request
+runs in a daemon thread while the caller waits in short steps, so `--request-timeout` bounds
+a request's whole duration and Ctrl-C stops a stalled request at once.
 """
 from __future__ import annotations
 
@@ -134,36 +136,47 @@ def timed_out(server: str, timeout: Optional[float]) -> SourceError:
     return SourceError("timed out after %s waiting for %s (raise --request-timeout)" % (limit, server))
 
 
-def build_configuration(access: Access):
-    """The kubernetes client's Configuration for this Access (proxies from the environment are ours to decide)."""
+def build_pool(access: Access):
+    """urllib3's pool (or proxy pool) with the TLS settings of the Access, as the kubernetes client's
+    RESTClientObject builds it; importing urllib3 alone keeps a small cluster's answer fast."""
     import urllib3
-    from kubernetes import client
 
-    configuration = client.Configuration()
-    if access.auth_provider is not None:
-        _load_auth_provider(configuration, *access.auth_provider)
-    configuration.host = access.server
-    configuration.ssl_ca_cert = access.ca_file
-    configuration.cert_file, configuration.key_file = access.cert_file, access.key_file
-    configuration.verify_ssl = access.verify
-    configuration.tls_server_name = access.tls_server_name
-    configuration.proxy, configuration.no_proxy = access.proxy, None
-    # The client's urllib3 retries would turn one --request-timeout into four; we retry ourselves.
-    configuration.retries = False
+    kwargs: Dict[str, Any] = {"num_pools": 4, "maxsize": 4, "retries": False,
+                              "cert_reqs": "CERT_REQUIRED" if access.verify else "CERT_NONE",
+                              "ca_certs": access.ca_file or _default_ca_bundle(),
+                              "cert_file": access.cert_file, "key_file": access.key_file}
+    if access.tls_server_name:
+        kwargs["server_hostname"] = access.tls_server_name
     if not access.verify:  # kubectl says nothing per request about it; neither do we
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-    return configuration
+    if access.proxy:
+        return urllib3.ProxyManager(access.proxy, **kwargs)
+    return urllib3.PoolManager(**kwargs)
 
 
-def _load_auth_provider(configuration, config: Dict[str, Any], context: str) -> None:
+def _default_ca_bundle() -> Optional[str]:
+    """The CA bundle the kubernetes client falls back to (certifi's), else the system's."""
+    try:
+        import certifi
+
+        return certifi.where()
+    except ImportError:
+        return None
+
+
+def auth_provider_configuration(config: Dict[str, Any], context: str):
+    """OIDC and other auth-provider users: the kubernetes client's loader owns their token refresh."""
+    from kubernetes import client
     from kubernetes import config as kube_config
     from kubernetes.config.config_exception import ConfigException
 
+    configuration = client.Configuration()
     try:
         kube_config.load_kube_config_from_dict(config, context=context, client_configuration=configuration,
                                                persist_config=False)
     except (ConfigException, OSError, ValueError, KeyError, TypeError) as exc:
         raise SourceError("getting credentials: auth-provider of context %s: %s" % (context, str(exc).splitlines()[0]))
+    return configuration
 
 
 class _Background:
@@ -196,16 +209,14 @@ class KubeClient:
     """Raw JSON over the kubernetes client's connection pool, with the Access's credentials."""
 
     def __init__(self, access: Access, timeout: Optional[float], verbosity: int, log: TextIO):
-        from kubernetes.client import rest
-
         self.access = access
         self.server = access.server
         self.timeout = timeout
         self.verbosity = verbosity
         self.log = log
         self.requests = 0
-        self.configuration = build_configuration(access)
-        self._pool = rest.RESTClientObject(self.configuration).pool_manager
+        self.provider = auth_provider_configuration(*access.auth_provider) if access.auth_provider else None
+        self._pool = build_pool(access)
 
     def _log(self, method: str, path: str, query: Sequence[Tuple[str, str]], status: Any, started: float) -> None:
         if self.verbosity > 0:
@@ -222,8 +233,8 @@ class KubeClient:
         if content_type:
             headers["Content-Type"] = content_type
         authorization = self.access.authorization
-        if self.access.auth_provider is not None:
-            authorization = self.configuration.get_api_key_with_prefix("authorization")
+        if self.provider is not None:
+            authorization = self.provider.get_api_key_with_prefix("authorization")
         if authorization:
             headers["Authorization"] = authorization
         if self.access.impersonate_user:
