@@ -123,3 +123,19 @@ def test_offline_source_and_fake_server_select_alike(fake, live_env):
         live = run_json(["diff", "-l", selector], env=live_env)
         offline = run_json(["diff", "-l", selector, "-f", DEMO], offline=True)
         assert live["nodes"] == offline["nodes"] and live["nodes"], selector
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["Cascadelake-Server", "Skylake-Server-IBRS", "SapphireRapids"]),
+                          st.integers(min_value=2 * 10 ** 9, max_value=3 * 10 ** 9), st.booleans(),
+                          st.sampled_from(["zone-a", "zone-b"])), min_size=1, max_size=8))
+def test_the_cpu_class_cache_equals_reading_every_node(nodes):
+    """Nodes of a class differ in timer, zone and hostname labels: the cache must still give each its own view."""
+    from cpumodel.core.nodes import NodeCpuCache
+
+    cache = NodeCpuCache()
+    for i, (model, tsc, scalable, zone) in enumerate(nodes):
+        cpu = kv.cpu_view(model, kv.host_features([model]), tsc=tsc, scalable=scalable)
+        labels = kv.node_labels("n-%d" % i, cpu, {"topology.kubernetes.io/zone": zone,
+                                                  "feature.node.kubernetes.io/cpu-model.id": str(tsc % 97)})
+        assert cache(labels) == L.node_cpu(labels)

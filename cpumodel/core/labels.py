@@ -88,6 +88,27 @@ def _families(labels: Mapping[str, str]) -> Dict[str, set]:
     return found
 
 
+# What makes two nodes the same CPU class: everything node_cpu reads except the measured timer.
+_CLASS_FAMILIES = frozenset(_FAMILIES)
+_CLASS_KEYS = frozenset({SCHEDULABLE, OBSOLETE_HOST_MODEL, WITNESS})
+
+
+def cpu_class(labels: Mapping[str, str]) -> Tuple[frozenset, frozenset]:
+    """(the labels that decide a node's CPU class, its own TSC scheduling frequencies), in one pass.
+
+    Real nodes of one hardware class still differ in their measured TSC frequency, hostname,
+    zone and feature-discovery labels; only the CPU-class labels go into the key.
+    """
+    own, tsc = [], []
+    for key, value in labels.items():
+        slash = key.find("/")
+        if key[:slash + 1] in _CLASS_FAMILIES or key in _CLASS_KEYS:
+            own.append((key, value))
+        elif value == "true" and key.startswith(TSC_SCHEDULING):
+            tsc.append(key[len(TSC_SCHEDULING):])
+    return frozenset(own), frozenset(tsc)
+
+
 def int_or_none(value: Optional[str]) -> Optional[int]:
     try:
         return int(value) if value else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from cpumodel.core.labels import HOSTNAME, TSC_FREQUENCY, NodeCpu, int_or_none, node_cpu
+from cpumodel.core.labels import TSC_FREQUENCY, TSC_SCALABLE, NodeCpu, cpu_class, int_or_none, node_cpu
 from cpumodel.objects import Node
 
 
@@ -47,30 +47,28 @@ def exclusion_reason(node: VmNode) -> Optional[str]:
     return None
 
 
-# Labels that differ between otherwise identical nodes; NodeCpu takes them from the node itself.
-_PER_NODE = (HOSTNAME, TSC_FREQUENCY)
-
-
 class NodeCpuCache:
-    """node_cpu() once per distinct label set: thousands of nodes are a few hardware classes.
+    """node_cpu() once per CPU class: thousands of nodes are a few hardware classes.
 
-    The key is the node's label items minus the per-node ones (hostname, measured TSC
-    frequency); building it is C-level work, far cheaper than re-reading hundreds of labels.
+    The class is read from the CPU labels alone (labels.cpu_class); each node's own timer
+    labels (TSC frequency, scalability, scheduling frequencies) are then put in.
     """
 
     def __init__(self) -> None:
         self._seen: Dict[frozenset, NodeCpu] = {}
 
     def __call__(self, labels) -> NodeCpu:
-        items = frozenset(labels.items())
-        own = {(k, labels[k]) for k in _PER_NODE if k in labels}
-        key = items - own if own else items
+        key, tsc_scheduling = cpu_class(labels)
         cpu = self._seen.get(key)
         if cpu is None:
             cpu = self._seen[key] = node_cpu(labels)
             return cpu
         tsc = int_or_none(labels.get(TSC_FREQUENCY))
-        return cpu if cpu.tsc_frequency == tsc else replace(cpu, tsc_frequency=tsc)
+        scalable = labels.get(TSC_SCALABLE)
+        own = (tsc, None if scalable is None else scalable == "true", tsc_scheduling)
+        if own == (cpu.tsc_frequency, cpu.tsc_scalable, cpu.tsc_scheduling):
+            return cpu
+        return replace(cpu, tsc_frequency=own[0], tsc_scalable=own[1], tsc_scheduling=own[2])
 
 
 class Summarizer:
