@@ -1,7 +1,8 @@
 """Synthetic KubeVirt clusters for benchmarks: realistic node label sets, full node status, VMs.
 
 Nodes come in hardware classes built from libvirt's models by testkit.kubevirt (the builder of
-the tests and the demo):
+the tests and the demo), and, as on real clusters, every node's labels differ from its class's
+(measured TSC frequency, hostname, zone, rack, NFD labels; node_own_labels):
 several Intel generations, KubeVirt versions with and without the "all known models" migration
 labels, so nodes carry 150-550 labels. Each node has a full status (conditions, addresses,
 capacity, 50 images, nodeInfo) and managedFields that repeat every label key, as real nodes do.
@@ -51,6 +52,24 @@ def managed_fields(labels: Dict[str, str]) -> List[dict]:
              "fieldsV1": {"f:status": {"f:conditions": {}, "f:images": {}, "f:nodeInfo": {}}}}]
 
 
+TSC_BASE = 2394454000
+NFD = {"feature.node.kubernetes.io/cpu-cpuid.%s" % f: "true" for f in
+       ("ADX", "AESNI", "AVX", "AVX2", "AVX512F", "FMA3", "SHA", "VMX", "X87", "XSAVE")}
+
+
+def node_own_labels(i: int, name: str) -> Dict[str, str]:
+    """What makes every real node's labels different from its hardware class's: the measured TSC
+    frequency (a few kHz apart from node to node, with its scheduling label), hostname, zone, rack
+    and node-feature-discovery labels with the kernel of each node."""
+    tsc = TSC_BASE + (i * 7919) % 40000 - 20000
+    labels = {"kubernetes.io/hostname": name, "cpu-timer.node.kubevirt.io/tsc-frequency": str(tsc),
+              "scheduling.node.kubevirt.io/tsc-frequency-%d" % tsc: "true",
+              "topology.kubernetes.io/zone": "zone-%s" % "abc"[i % 3], "topology.kubernetes.io/rack": "rack-%03d" % (i // 40),
+              "feature.node.kubernetes.io/kernel-version.full": "6.4.0-150600.23.%d-default" % (40 + i % 14)}
+    labels.update(NFD)
+    return labels
+
+
 def nodes(count: int) -> List[dict]:
     shared = []
     for host_model, models, all_known, extra in CLASSES:
@@ -73,8 +92,8 @@ def nodes(count: int) -> List[dict]:
     for i in range(count):
         labels, fields, status = shared[i % len(shared)]
         name = "node-%05d" % i
-        own = dict(labels)
-        own["kubernetes.io/hostname"] = name
+        own = dict(labels, **node_own_labels(i, name))
+        status = dict(status, images=IMAGES[i % 7:] + IMAGES[:i % 7])  # each node pulled its images in its order
         out.append({"apiVersion": "v1", "kind": "Node",
                     "metadata": {"name": name, "uid": "uid-" + name, "resourceVersion": "1",
                                  "creationTimestamp": "2026-01-01T00:00:00Z", "labels": own,

@@ -50,11 +50,6 @@ def measure(cmd: List[str], env: Dict[str, str]) -> Tuple[float, float]:
     return wall, usage.ru_maxrss / 1024.0
 
 
-def best_of(cmd, env, repeat) -> Tuple[float, float]:
-    runs = [measure(cmd, env) for _ in range(repeat)]
-    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
-
-
 SERVER = """
 import sys, time
 sys.path[:0] = [%r, %r]
@@ -111,11 +106,17 @@ def bench_size(nodes: int, vms: int, repeat: int, kubectl: str) -> List[dict]:
             for label, cmd in commands:  # warm the fake's cached encodings and kubectl's discovery cache
                 if not label.startswith(("drain-check --all", "kubectl get nodes -o json")):
                     measure(cmd, env)
-            for label, cmd in commands:
-                before = request_count(url)
-                wall, rss = best_of(cmd, env, repeat)
-                rows.append({"size": nodes, "command": label, "wall": wall, "rss": rss,
-                             "requests": (request_count(url) - before) // repeat})
+            runs: Dict[str, List[Tuple[float, float]]] = {label: [] for label, _ in commands}
+            requests: Dict[str, int] = {}
+            for _ in range(repeat):  # each command in turn, round after round: drift hits all alike
+                for label, cmd in commands:
+                    before = request_count(url)
+                    runs[label].append(measure(cmd, env))
+                    requests[label] = request_count(url) - before
+            for label, _ in commands:
+                rows.append({"size": nodes, "command": label,
+                             "wall": statistics.median(r[0] for r in runs[label]),
+                             "rss": statistics.median(r[1] for r in runs[label]), "requests": requests[label]})
     finally:
         server.stdin.close()
         server.wait()
@@ -166,9 +167,9 @@ def verdicts(rows: List[dict]) -> None:
 
 def main(argv: List[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", default="500,2000,5000")
+    p.add_argument("--sizes", default="10,500,2000,5000")
     p.add_argument("--vms", type=int, default=10000)
-    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
     args = p.parse_args(argv)
     kubectl = kubectl_binary()
     if not kubectl:

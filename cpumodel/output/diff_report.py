@@ -50,6 +50,7 @@ def matrix_document(m: Matrix) -> Dict[str, Any]:
         "nodes": sorted(n for c in m.columns for n in c),
         "columns": [{"name": c[0], "nodes": list(c)} for c in m.columns],
         "rows": [{"key": r.key, "group": r.group, "values": dict(zip(heads, r.values))} for r in m.rows],
+        "perNodeValues": {key: dict(sorted(values.items())) for key, values in sorted(m.per_node.items())},
     })
 
 
@@ -64,7 +65,7 @@ def render_matrix(m: Matrix, style: TableStyle) -> str:
     rows = [[r.group, _short(r.key)] + [_cell(v) for v in r.values] for r in m.rows]
     note = ""
     if any(len(c) > 1 for c in m.columns):
-        note = "\n(+N) columns stand for nodes with identical labels: %s\n" % "; ".join(
+        note = "\n(+N) columns stand for nodes whose labels are the same but for their measured TSC timer: %s\n" % "; ".join(
             "%s = %s" % (c[0], ", ".join(c[1:])) for c in m.columns if len(c) > 1)
     return table(headers, rows, style) + note
 

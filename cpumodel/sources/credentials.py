@@ -12,17 +12,11 @@
 """
 from __future__ import annotations
 
-import atexit
 import base64
 import binascii
 import json
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
-from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, Optional
 
 from cpumodel.errors import SourceError
@@ -72,6 +66,8 @@ def memory_file(content: bytes, name: str) -> str:
         fd = os.memfd_create(name, os.MFD_CLOEXEC)
         os.write(fd, content)
         return "/proc/self/fd/%d" % fd  # the descriptor stays open for the life of the process
+    import tempfile
+
     fd, path = tempfile.mkstemp(prefix="kubectl-cpumodel-", suffix="-" + name)
     os.fchmod(fd, 0o600)
     os.write(fd, content)
@@ -81,6 +77,9 @@ def memory_file(content: bytes, name: str) -> str:
 
 
 def _remember_temp_file(path: str) -> None:
+    import atexit
+    import signal
+
     if not _TEMP_FILES:
         atexit.register(_remove_temp_files)
         for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
@@ -98,6 +97,8 @@ def _remove_temp_files() -> None:
 
 
 def _chain_signal(sig: int) -> None:
+    import signal
+
     previous = signal.getsignal(sig)
 
     def handler(signum, frame):
@@ -122,6 +123,8 @@ def resolve_command(command: str, base_dir: str, env: Mapping[str, str]) -> str:
         candidate = os.path.join(base_dir, command)
         found = candidate if os.access(candidate, os.X_OK) else None
     else:
+        import shutil
+
         found = shutil.which(command, path=env.get("PATH", os.defpath))
     if found is None or os.path.isdir(found):
         raise CredentialError("exec: executable %s not found" % command)
@@ -162,6 +165,8 @@ def run_exec_plugin(config: Mapping[str, Any], base_dir: str, env: Mapping[str, 
     child_env["KUBERNETES_EXEC_INFO"] = exec_info(api_version, interactive,
                                                   cluster_info if config.get("provideClusterInfo") else None)
     args = [command] + [str(a) for a in config.get("args") or ()]
+    import subprocess  # only exec-plugin users pay for it
+
     try:
         proc = subprocess.run(args, env=child_env, stdout=subprocess.PIPE,
                               stdin=None if interactive else subprocess.DEVNULL)
@@ -195,6 +200,8 @@ def _credential_status(stdout: bytes, api_version: str, command: str) -> Dict[st
 
 
 def _expired(stamp: Any) -> bool:
+    from datetime import datetime, timezone
+
     if not stamp:
         return False
     try:
