@@ -50,10 +50,11 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         pods.setdefault(pod.labels.get("kubevirt.io/created-by", ""), []).append(pod)
     uncollected = note_uncollected(env, reader.source)
     catalog = Catalog.load()
-    node_set = split_nodes(nodes)
+    engine = MigrationEngine(nodes, kubevirt)
+    node_set = split_nodes(nodes, engine.cpu)  # one CPU view per node, shared with the engine
     instancetypes = reader.instancetype_models(namespace) if any(v.instancetype for v in vms) else {}
-    result = audit_cluster(catalog, MigrationEngine(nodes, kubevirt), node_set,
-                           analyse_common(catalog, node_set, kubevirt), vms, vmis, pods, instancetypes)
+    result = audit_cluster(catalog, engine, node_set, analyse_common(catalog, node_set, kubevirt), vms, vmis, pods,
+                           instancetypes)
     if not vms and o.common.fmt not in ("json", "yaml"):
         env.warn("no VirtualMachines found%s" % (" in namespace %s" % namespace if namespace else ""))
     emit(env, o.common, lambda: to_document(result, uncollected), lambda style: render_table(result, style),

@@ -89,6 +89,6 @@ def run(args: argparse.Namespace, env: Environment) -> int:
 
 def drain_order(engine: MigrationEngine, selector: Optional[str]) -> List[str]:
     """The VM-capable nodes (matching -l, evaluated here on the nodes already read), by name."""
-    capable = {n.name for n in split_nodes(engine.nodes).capable}
+    capable = {n.name for n in split_nodes(engine.nodes, engine.cpu).capable}
     wanted = parse_selector(selector) if selector else []
     return [n.name for n in engine.nodes if n.name in capable and matches(wanted, n.labels)]

@@ -156,7 +156,7 @@ class DrainPlanner:
 
     def __init__(self, catalog: Catalog, engine: MigrationEngine, obsolete: frozenset):
         self.catalog, self.engine, self.obsolete = catalog, engine, obsolete
-        capable = {n.name for n in split_nodes(engine.nodes).capable}
+        capable = {n.name for n in split_nodes(engine.nodes, engine.cpu).capable}
         # Targets are VM-capable, schedulable and Ready; a step also leaves out the drained nodes.
         self.eligible = frozenset(n.name for n in engine.nodes if n.name in capable and not n.unschedulable
                                   and n.ready is not False)

@@ -296,10 +296,10 @@ def libvirt_warnings(catalog: Catalog, s: Situation, source: Optional[Node], tar
     """
     if not s.running or s.vmi is None:
         return []
-    target_cpu = cpu_of(target)
-    if not target_cpu.features:
-        return []
     if s.vmi.cpu_model == HOST_PASSTHROUGH:
+        target_cpu = cpu_of(target)
+        if not target_cpu.features:
+            return []
         source_cpu = cpu_of(source) if source is not None else None
         if source_cpu is None or source_cpu.features == target_cpu.features:
             return []
@@ -308,9 +308,10 @@ def libvirt_warnings(catalog: Catalog, s: Situation, source: Optional[Node], tar
     models = s.constraints.selector_keys(L.CPU_MODEL_MIGRATION)
     if s.vmi.cpu_model != HOST_MODEL or not models or not catalog.knows(models[0]):
         return []
-    missing = sorted(catalog.features(models[0]) - target_cpu.features
-                     - set(s.constraints.selector_keys(L.CPU_FEATURE)))
-    if not missing:
+    # A look-up per feature of the model, not a pass over the node's hundreds of labels.
+    wanted = catalog.features(models[0]) - set(s.constraints.selector_keys(L.CPU_FEATURE))
+    missing = sorted(f for f in wanted if target.labels.get(L.CPU_FEATURE + f) != "true")
+    if not missing or len(missing) == len(wanted):  # nothing missing, or a node without CPU labels at all
         return []
     return ["the scheduler would allow it, but %s's CPU lacks %s of host model %s; libvirt would likely fail the "
             "migration with \"missing features\"" % (target.name, ", ".join(missing), models[0])]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from cpumodel.core.labels import TSC_FREQUENCY, TSC_SCALABLE, NodeCpu, cpu_class, int_or_none, node_cpu
 from cpumodel.objects import Node
@@ -81,13 +81,20 @@ class Summarizer:
         return VmNode(node.name, node.unschedulable, node.ready, self.cpu_of(node.labels))
 
 
-def split_nodes(nodes: Sequence[Union[Node, VmNode]]) -> NodeSet:
-    """Capable and excluded nodes, by name; accepts nodes or already summarised VmNodes."""
+def split_nodes(nodes: Sequence[Union[Node, VmNode]], cpu_of: Optional[Callable[[Node], NodeCpu]] = None) -> NodeSet:
+    """Capable and excluded nodes, by name; accepts nodes or already summarised VmNodes.
+
+    `cpu_of` is a node's CPU view when the caller already keeps them (the migration engine)."""
     capable: List[VmNode] = []
     excluded: List[Tuple[str, str]] = []
     summarize = Summarizer()
     for item in sorted(nodes, key=lambda n: n.name):
-        vm_node = item if isinstance(item, VmNode) else summarize(item)
+        if isinstance(item, VmNode):
+            vm_node = item
+        elif cpu_of is not None:
+            vm_node = VmNode(item.name, item.unschedulable, item.ready, cpu_of(item))
+        else:
+            vm_node = summarize(item)
         reason = exclusion_reason(vm_node)
         if reason:
             excluded.append((vm_node.name, reason))

@@ -66,7 +66,7 @@ def explain(catalog: Catalog, state: VmState, nodes: Sequence[Node], kubevirt: O
     """Why the VM cannot move to `target` (or to each node but its own), and the fix."""
     engine = MigrationEngine(nodes, kubevirt)
     s = engine.situation(state)
-    analysis = analyse_common(catalog, split_nodes(engine.nodes), kubevirt)
+    analysis = analyse_common(catalog, split_nodes(engine.nodes, engine.cpu), kubevirt)
     common = list(analysis.common_models)
     obsolete = obsolete_models(kubevirt.obsolete_cpu_models if kubevirt else None)
     source = engine.by_name.get(s.source_node or "")
