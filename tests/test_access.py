@@ -310,8 +310,10 @@ def test_ctrl_c_mid_request_stops_at_once_with_130(live_env, fake):
     fake.fault("GET", "nodes", delay=30)
     proc = subprocess.Popen([sys.executable, LAUNCHER, "common"], env=live_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    while not any(r["path"] == "/api/v1/nodes" for r in fake.requests):
+    deadline = time.monotonic() + 30  # a hang guard, not a timing assertion
+    while not any(r["path"] == "/api/v1/nodes" for r in fake.requests) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=5)  # 5 s of 30: the stalled request did not hold it
     assert proc.returncode == 130 and err == "error: interrupted\n" and out == ""
