@@ -118,7 +118,7 @@ def common_options(args: argparse.Namespace, problems: Problems) -> Common:
 
 
 def input_size(text: str) -> int:
-    from cpumodel.sources.snapshot import parse_size
+    from cpumodel.sources.quantity import parse_size
 
     try:
         return parse_size(text)

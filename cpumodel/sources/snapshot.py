@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 from cpumodel.core.api_selectors import fields_match, matches, parse_field_selector, parse_selector
 from cpumodel.errors import NotFound, SourceError
 from cpumodel.sources.base import Keep, Source
+from cpumodel.sources.quantity import parse_size
 from cpumodel.sources.resources import Resource
 
 DATA_SUFFIXES = (".yaml", ".yml", ".json")
@@ -247,18 +248,6 @@ def load_snapshot(paths: Iterable[str], max_input: str = DEFAULT_MAX_INPUT) -> S
             raise SourceError("%s: no YAML or JSON files in it" % path)
     return snapshot
 
-
-_SIZE = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
-_UNITS = {None: 1, "k": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12, "Ki": 1 << 10, "Mi": 1 << 20,
-          "Gi": 1 << 30, "Ti": 1 << 40}
-
-
-def parse_size(text: str) -> int:
-    """A Kubernetes-style quantity of bytes: 500Mi, 2Gi, 1000000."""
-    found = _SIZE.match(str(text).strip())
-    if not found:
-        raise ValueError(text)
-    return int(found.group(1)) * _UNITS[found.group(2)]
 
 
 def _object_order(obj: Dict[str, Any]) -> Tuple[str, str]:
