@@ -249,7 +249,6 @@ def load_snapshot(paths: Iterable[str], max_input: str = DEFAULT_MAX_INPUT) -> S
     return snapshot
 
 
-
 def _object_order(obj: Dict[str, Any]) -> Tuple[str, str]:
     meta = obj.get("metadata")
     meta = meta if isinstance(meta, dict) else {}
