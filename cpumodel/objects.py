@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -158,6 +159,7 @@ class VirtualMachineInstance:
     eviction_strategy: Optional[str] = None
     threads: int = 1
     labels: Mapping[str, str] = field(default_factory=dict)
+    hyperv: Tuple[str, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -209,6 +211,17 @@ class KubeVirtConfig:
     node_selectors: Mapping[str, str]
     version: Optional[str]
     eviction_strategy: Optional[str] = None
+    feature_gates: frozenset = frozenset()
+
+    @property
+    def release(self) -> Optional[Tuple[int, int, int]]:
+        """observedKubeVirtVersion as (major, minor, patch), or None when unknown."""
+        return parse_version(self.version)
+
+
+def parse_version(text: Optional[str]) -> Optional[Tuple[int, int, int]]:
+    found = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    return (int(found.group(1)), int(found.group(2)), int(found.group(3) or 0)) if found else None
 
 
 @dataclass(frozen=True)
@@ -314,8 +327,18 @@ def _int(value: Any, default: int) -> int:
 
 
 def _launch_security(spec: dict) -> Tuple[str, ...]:
-    sec = _get(spec, "domain", "launchSecurity") or {}
-    return tuple(sorted(k for k in sec if sec.get(k) is not None)) if isinstance(sec, dict) else ()
+    """The launch-security types; an SEV guest with encryptedState is also SEV-ES (KubeVirt's IsSEVESVMI)."""
+    sec = _dict(_get(spec, "domain", "launchSecurity"))
+    found = {k for k in sec if sec.get(k) is not None}
+    if _get(sec, "sev", "policy", "encryptedState") is True:
+        found.add("sev-es")
+    return tuple(sorted(found))
+
+
+def _hyperv(spec: dict) -> Tuple[str, ...]:
+    """Hyper-V enlightenments the guest enables: each feature present and not `enabled: false`."""
+    features = _dict(_get(spec, "domain", "features", "hyperv"))
+    return tuple(sorted(k for k, v in features.items() if isinstance(v, dict) and v.get("enabled") is not False))
 
 
 def _needs_tsc(spec: dict) -> bool:
@@ -357,6 +380,7 @@ def parse_vmi(raw: dict) -> VirtualMachineInstance:
         eviction_strategy=str(spec["evictionStrategy"]) if spec.get("evictionStrategy") else None,
         threads=_int(cpu.get("threads"), 1),
         labels=_str_map(meta.get("labels")),
+        hyperv=_hyperv(spec),
     )
 
 
@@ -393,6 +417,8 @@ def parse_kubevirt(raw: dict) -> KubeVirtConfig:
         node_selectors=_str_map(_get(conf, "developerConfiguration", "nodeSelectors")),
         version=_get(raw, "status", "observedKubeVirtVersion") or None,
         eviction_strategy=str(conf["evictionStrategy"]) if conf.get("evictionStrategy") else None,
+        feature_gates=frozenset(str(g) for g in _get(conf, "developerConfiguration", "featureGates") or ()
+                                if isinstance(g, str)),
     )
 
 

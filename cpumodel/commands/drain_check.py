@@ -9,7 +9,7 @@ from cpumodel import objects
 from cpumodel.commands.context import (Common, Environment, Problems, checked_names, checked_selector,
                                        common_options, emit, note_uncollected, open_source)
 from cpumodel.core.api_selectors import matches, parse_selector
-from cpumodel.core.catalog import Catalog, obsolete_models
+from cpumodel.core.catalog import Catalog, cluster_obsolete_models
 from cpumodel.core.drain import MAINTAIN_MODE_LABEL, DrainPlanner, RunningVm
 from cpumodel.core.migration import MigrationEngine, current_launcher
 from cpumodel.core.nodes import split_nodes
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
                       reader.vm_labels(MAINTAIN_MODE_LABEL), harvester)
     uncollected = note_uncollected(env, reader.source)
     engine = MigrationEngine(nodes, kubevirt)
-    planner = DrainPlanner(Catalog.load(), engine, obsolete_models(kubevirt.obsolete_cpu_models if kubevirt else None))
+    planner = DrainPlanner(Catalog.load(), engine, cluster_obsolete_models(kubevirt))
     if o.nodes:
         result = planner.check(o.nodes, vms)
         emit(env, o.common, lambda: to_document(result, uncollected), lambda style: render_table(result, style),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from cpumodel.core import labels as L
-from cpumodel.core.catalog import Catalog, obsolete_models
+from cpumodel.core.catalog import Catalog, cluster_obsolete_models
 from cpumodel.core.highest_common import CommonResult
 from cpumodel.core.launcher_pod import migrated_before, start_vmi
 from cpumodel.core.migration import MigrationEngine, Situation, VmState, current_launcher, live_migratable
@@ -113,7 +113,7 @@ class Auditor:
         self.cpu_kinds = len({c.features for c in cpus})
         kubevirt = engine.kubevirt
         self.cluster_default = kubevirt.cpu_model if kubevirt else None
-        self.obsolete = obsolete_models(kubevirt.obsolete_cpu_models if kubevirt else None)
+        self.obsolete = cluster_obsolete_models(kubevirt)
         self.usable: Dict[str, frozenset] = {n.name: n.cpu.models for n in node_set.capable}
         self.capable_names = frozenset(self.usable)
         self._pools: Dict[object, FrozenSet[str]] = {}

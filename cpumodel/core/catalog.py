@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Dict, FrozenSet, Iterable, List, Optional
+from typing import Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 _VERSIONED = re.compile(r"-v\d+$")
 DATA_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "cpu_catalog.json")
@@ -105,6 +105,23 @@ class Catalog:
         return sorted(classes.values(), key=lambda c: self.sort_key(c[0]))
 
 
-def obsolete_models(configured: Optional[frozenset]) -> frozenset:
-    """KubeVirt's rule: a configured obsoleteCPUModels map replaces the default list (kubevirt-rules §1.2)."""
-    return DEFAULT_OBSOLETE_CPU_MODELS if configured is None else configured
+def obsolete_models(configured: Optional[frozenset], release: Optional[Tuple[int, int, int]] = None) -> frozenset:
+    """KubeVirt's rule: a configured obsoleteCPUModels map replaces the default list (kubevirt-rules §1.2).
+
+    The default list grew: Opteron_G1/G2 joined it in v1.3.0, the `-v1` names in v1.6.0; an
+    unknown release gets the newest list."""
+    if configured is not None:
+        return configured
+    models = DEFAULT_OBSOLETE_CPU_MODELS
+    if release is not None and release < (1, 6, 0):
+        models = frozenset(m for m in models if not m.endswith("-v1"))
+    if release is not None and release < (1, 3, 0):
+        models = models - {"Opteron_G1", "Opteron_G2"}
+    return models
+
+
+def cluster_obsolete_models(kubevirt) -> frozenset:
+    """The obsolete models of a cluster, from its KubeVirt CR (None: no CR found)."""
+    if kubevirt is None:
+        return DEFAULT_OBSOLETE_CPU_MODELS
+    return obsolete_models(kubevirt.obsolete_cpu_models, kubevirt.release)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
-from cpumodel.core.catalog import Catalog, obsolete_models
+from cpumodel.core.catalog import Catalog, cluster_obsolete_models
 from cpumodel.core.labels import CPU_VENDOR
 from cpumodel.core.nodes import NodeSet, VmNode
 from cpumodel.objects import KubeVirtConfig, is_named_model
@@ -122,7 +122,7 @@ def cluster_default(kubevirt: Optional[KubeVirtConfig], nodes: Sequence[VmNode])
 def analyse_common(catalog: Catalog, node_set: NodeSet, kubevirt: Optional[KubeVirtConfig]) -> CommonResult:
     nodes = node_set.capable
     configured = kubevirt.obsolete_cpu_models if kubevirt else None
-    obsolete = obsolete_models(configured)
+    obsolete = cluster_obsolete_models(kubevirt)
     classes = hardware_classes(nodes)
     common = common_models(classes, obsolete)
     ranked = catalog.rank(common)

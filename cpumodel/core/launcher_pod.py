@@ -6,19 +6,25 @@ host-model rule of prepareNodeSelectorForHostCpuModel), with the version gates o
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Tuple
 
 from cpumodel.core import labels as L
 from cpumodel.core.selectors import add_does_not_exist
-from cpumodel.objects import (HOST_MODEL, KubeVirtConfig, Node, Pod, Requirement, SelectorTerm, Toleration,
+from cpumodel.objects import (HOST_MODEL, HOST_PASSTHROUGH, KubeVirtConfig, Node, Pod, Requirement, SelectorTerm, Toleration,
                               VirtualMachine, VirtualMachineInstance, is_named_model)
 
 Version = Tuple[int, int, int]
 NEWEST_RULES: Version = (99, 0, 0)
 DEFAULT_MACHINE_TYPE = "q35"  # what the webhook fills in on amd64 when the VM names none
-LAUNCH_SECURITY_LABELS = {"sev": "kubevirt.io/sev", "snp": "kubevirt.io/sev-snp", "tdx": "kubevirt.io/tdx"}
+LAUNCH_SECURITY_LABELS = {"sev": "kubevirt.io/sev", "sev-es": "kubevirt.io/sev-es", "snp": "kubevirt.io/sev-snp",
+                          "tdx": "kubevirt.io/tdx"}
+HYPERV_STRICT_CHECK = "HypervStrictCheck"
+# Enlightenments that need a node label under HypervStrictCheck (makeHVFeatureLabelTable): VMI feature -> label.
+HYPERV_NODE_LABELS = {"vpindex": "vpindex", "runtime": "runtime", "reset": "reset", "synic": "synic",
+                      "synictimer": "synictimer", "frequencies": "frequencies", "reenlightenment": "reenlightenment",
+                      "tlbflush": "tlbflush", "ipi": "ipi"}
+ARM64 = "arm64"
 
 ORIGIN_SCHEDULABLE = "KubeVirt puts it on every virt-launcher pod"
 ORIGIN_INHERITED = ("inherited from an earlier migration: the VM's current virt-launcher pod carries it "
@@ -103,11 +109,6 @@ class _Builder:
                               self.blocked)
 
 
-def parse_version(text: Optional[str]) -> Optional[Version]:
-    m = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text or "")
-    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) if m else None
-
-
 def has_vendor_rule(version: Version) -> bool:
     """The migration cpu-vendor selector: ≥1.8.0, 1.7.x with x≥1, 1.6.x with x≥4 (kubevirt-rules §5)."""
     major_minor = version[:2]
@@ -172,6 +173,8 @@ def _render(vmi: VirtualMachineInstance, vm: Optional[VirtualMachine], kubevirt:
         key = LAUNCH_SECURITY_LABELS.get(sec)
         if key:
             pod.require(key, "true", "the VM uses %s launch security" % sec)
+    if kubevirt is not None and HYPERV_STRICT_CHECK in kubevirt.feature_gates:
+        _add_hyperv_rule(pod, vmi)
     pod.terms = vmi.required_terms
     for term in vmi.required_terms:
         for req in term.requirements:
@@ -183,6 +186,19 @@ def _render(vmi: VirtualMachineInstance, vm: Optional[VirtualMachine], kubevirt:
             pod.forbid(L.CPU_FEATURE + feature.name,
                        "the VM spec forbids CPU feature %s (cpu.features policy forbid)" % feature.name)
     return pod
+
+
+def _add_hyperv_rule(pod: _Builder, vmi: VirtualMachineInstance) -> None:
+    """Feature gate HypervStrictCheck (nodeselectorrenderer.go hypervNodeSelectors): each enabled enlightenment
+    needs its hyperv.node.kubevirt.io label, and evmcs an Intel CPU, whatever the KubeVirt version."""
+    for feature in vmi.hyperv:
+        label = HYPERV_NODE_LABELS.get(feature)
+        if label:
+            pod.require(L.HYPERV + label, "true", "the VM enables the Hyper-V enlightenment %s and KubeVirt's "
+                        "HypervStrictCheck feature gate is on" % feature)
+    if "evmcs" in vmi.hyperv:
+        pod.require(L.CPU_VENDOR + "Intel", "true", "the VM enables Hyper-V evmcs (Intel only) and KubeVirt's "
+                    "HypervStrictCheck feature gate is on")
 
 
 def migrated_before(pod: Optional[Pod]) -> bool:
@@ -230,7 +246,7 @@ def _add_vendor_rule(pod: _Builder, source_node: Optional[Node], cpu: Optional[L
 
 
 def _version(kubevirt: Optional[KubeVirtConfig]) -> Tuple[Version, Optional[str]]:
-    parsed = parse_version(kubevirt.version if kubevirt else None)
+    parsed = kubevirt.release if kubevirt else None
     if parsed is None:
         return NEWEST_RULES, "KubeVirt version unknown (no status.observedKubeVirtVersion): assuming the newest rules"
     return parsed, None
@@ -261,6 +277,9 @@ def start_vmi(vm: VirtualMachine, kubevirt: Optional[KubeVirtConfig],
     """The VMI a start would create: the template, its instancetype's model, then the webhook's defaulting
     (kubevirt-rules §2.2)."""
     template = vm.template
+    if not template.cpu_model and not instancetype_model and (template.architecture or "").lower() == ARM64:
+        # arm64's defaults run before the cluster default (pkg/defaults/arm64.go): arm64 nodes carry no CPU labels.
+        return replace(template, cpu_model=HOST_PASSTHROUGH, machine_type=template.machine_type or "virt")
     model = template.cpu_model or instancetype_model or (kubevirt.cpu_model if kubevirt else None) or HOST_MODEL
     return replace(template, cpu_model=model, machine_type=template.machine_type or DEFAULT_MACHINE_TYPE)
 

@@ -26,6 +26,9 @@ from cpumodel.objects import (HOST_MODEL, HOST_PASSTHROUGH, KubeVirtConfig, Node
                               VirtualMachine, VirtualMachineInstance)
 
 
+PENDING_PHASES = ("Pending", "Scheduling", "Scheduled")  # a VMI whose pod is not running yet
+
+
 @dataclass(frozen=True)
 class VmState:
     """What was read about one VM: the VM, its VMI and the VMI's current launcher pod (any may be absent)."""
@@ -90,8 +93,14 @@ def situation(state: VmState, nodes: Dict[str, Node], kubevirt: Optional[KubeVir
         cpu = cpu_of(source) if cpu_of is not None and source is not None else None
         constraints = migration_target(vmi, state.vm, kubevirt, state.launcher, source, cpu)
         return Situation(state.name, True, vmi.node_name, vmi, constraints)
-    base = start_vmi(state.vm, kubevirt, state.instancetype_model) if state.vm is not None else vmi
-    note = "%s is not running: showing whether a fresh start could land on each node" % state.name
+    if vmi is not None and vmi.phase in PENDING_PHASES:
+        # Its launcher pod waits to be scheduled with the model written into the VMI at creation,
+        # whatever the VM spec or the cluster default says now.
+        base = vmi
+        note = "%s is not running yet: its VMI waits to be scheduled; showing where its pod could land" % state.name
+    else:
+        base = start_vmi(state.vm, kubevirt, state.instancetype_model) if state.vm is not None else vmi
+        note = "%s is not running: showing whether a fresh start could land on each node" % state.name
     return Situation(state.name, False, None, vmi, fresh_start(base, state.vm, kubevirt, note))  # type: ignore[arg-type]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
-from cpumodel.core.catalog import Catalog, obsolete_models
+from cpumodel.core.catalog import Catalog, cluster_obsolete_models
 from cpumodel.core.highest_common import analyse_common
 from cpumodel.core.migration import MigrationEngine, NodeVerdict, Situation, VmState, needs_cpu_fix, suggest_model
 from cpumodel.core.nodes import split_nodes
@@ -68,7 +68,7 @@ def explain(catalog: Catalog, state: VmState, nodes: Sequence[Node], kubevirt: O
     s = engine.situation(state)
     analysis = analyse_common(catalog, split_nodes(engine.nodes, engine.cpu), kubevirt)
     common = list(analysis.common_models)
-    obsolete = obsolete_models(kubevirt.obsolete_cpu_models if kubevirt else None)
+    obsolete = cluster_obsolete_models(kubevirt)
     source = engine.by_name.get(s.source_node or "")
     if target is not None:
         node = engine.by_name[target]

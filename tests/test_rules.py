@@ -1,0 +1,110 @@
+"""KubeVirt rules the engine follows beyond the common case (docs/kubevirt-rules.md §1.2, §2.1, §2.2, §5):
+SEV-ES, HypervStrictCheck, arm64 defaults, a VMI stuck in Scheduling, the obsolete list by release."""
+import json
+import xml.etree.ElementTree as ET
+
+import yaml
+
+from conftest import reference_data, run_cli
+from cpumodel.core.catalog import DEFAULT_OBSOLETE_CPU_MODELS, obsolete_models
+from testkit import kubevirt as kv
+
+SKYLAKE = ["Skylake-Server-IBRS", "Skylake-Server-v5"]
+
+
+def why(tmp_path, objects, *args):
+    path = tmp_path / "snap.yaml"
+    path.write_text(yaml.safe_dump_all(objects))
+    proc = run_cli(["why-not"] + list(args) + ["-f", str(path), "-o", "json"], offline=True)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def sev_labels(capture):
+    """What KubeVirt's node-labeller writes for a host from its domcapabilities `<sev>` element."""
+    sev = ET.parse(reference_data("fixtures", "domcaps", capture)).getroot().find("features/sev")
+    if sev is None or sev.get("supported") != "yes":
+        return {}
+    labels = {"kubevirt.io/sev": "true"}
+    if int(sev.findtext("maxESGuests") or 0) > 0:
+        labels["kubevirt.io/sev-es"] = "true"
+    return labels
+
+
+def test_sev_es_needs_the_sev_es_label_as_captured_by_kubevirt(tmp_path):
+    nodes = [kv.cpu_node(name, "Skylake-Server-IBRS", SKYLAKE, labels=sev_labels(capture))
+             for name, capture in (("es", "kubevirt-testdata__domcapabilities_sev.xml"),
+                                   ("no-es", "kubevirt-testdata__domcapabilities_noseves.xml"),
+                                   ("no-sev", "kubevirt-testdata__domcapabilities_nosev.xml"))]
+    vm = kv.vm("secret", model="Skylake-Server-IBRS", running=False,
+               domain={"launchSecurity": {"sev": {"policy": {"encryptedState": True}}}})
+    doc = why(tmp_path, nodes + [kv.kubevirt(), vm], "vm/secret")
+    blocked = {n["name"]: sorted(r["key"] for r in n["reasons"] if r["category"] == "node-selector")
+               for n in doc["nodes"]}
+    assert blocked == {"es": [], "no-es": ["kubevirt.io/sev-es"], "no-sev": ["kubevirt.io/sev", "kubevirt.io/sev-es"]}
+
+
+def test_hyperv_strict_check_requires_the_enlightenment_labels(tmp_path):
+    full = kv.cpu_node("full", "Skylake-Server-IBRS", SKYLAKE, labels={"hyperv.node.kubevirt.io/ipi": "true",
+                                                                        "hyperv.node.kubevirt.io/synic": "true"})
+    lacking = kv.cpu_node("no-ipi", "Skylake-Server-IBRS", SKYLAKE, labels={"hyperv.node.kubevirt.io/synic": "true"})
+    vm = kv.vm("win", model="Skylake-Server-IBRS", running=False,
+               domain={"features": {"hyperv": {"ipi": {}, "synic": {"enabled": True}, "relaxed": {},
+                                               "vpindex": {"enabled": False}}}})
+    gated = kv.kubevirt(configuration={"developerConfiguration": {"featureGates": ["HypervStrictCheck"]}})
+    doc = why(tmp_path, [full, lacking, gated, vm], "vm/win")
+    keys = {n["name"]: [r["key"] for r in n["reasons"] if r["category"] == "node-selector"] for n in doc["nodes"]}
+    assert keys == {"full": [], "no-ipi": ["hyperv.node.kubevirt.io/ipi"]}
+    ungated = why(tmp_path, [full, lacking, kv.kubevirt(), vm], "vm/win")
+    assert all(not [r for r in n["reasons"] if r["category"] == "node-selector"] for n in ungated["nodes"])
+
+
+def test_evmcs_needs_an_intel_cpu_under_hyperv_strict_check(tmp_path):
+    amd = kv.cpu_node("amd", "EPYC-Rome", ["EPYC-Rome"], vendor="AMD")
+    intel = kv.cpu_node("intel", "Skylake-Server-IBRS", SKYLAKE)
+    vm = kv.vm("evmcs", model="Westmere", running=False, domain={"features": {"hyperv": {"evmcs": {}}}})
+    gated = kv.kubevirt("v1.5.0", configuration={"developerConfiguration": {"featureGates": ["HypervStrictCheck"]}})
+    doc = why(tmp_path, [amd, intel, gated, vm], "vm/evmcs")
+    vendor = {n["name"]: [r["key"] for r in n["reasons"] if r["category"] == "cpu-vendor"] for n in doc["nodes"]}
+    assert vendor == {"amd": ["cpu-vendor.node.kubevirt.io/Intel"], "intel": []}
+
+
+def test_a_stopped_arm64_vm_gets_host_passthrough_before_the_cluster_default(tmp_path):
+    arm = kv.node("arm-1", {"kubernetes.io/arch": "arm64", "kubevirt.io/schedulable": "true",
+                            "kubernetes.io/hostname": "arm-1", "machine-type.node.kubevirt.io/virt": "true"})
+    vm = kv.vm("pi", running=False, architecture="arm64", domain={"machine": {"type": "virt"}})
+    doc = why(tmp_path, [arm, kv.kubevirt(cpu_model="Cascadelake-Server"), vm], "vm/pi", "arm-1")
+    assert doc["cpuModel"] is None
+    assert [r["category"] for r in doc["reasons"]] == ["not-running"]  # no cpu-model reason: host-passthrough
+    assert not any(c["key"].startswith("cpu-model") for c in doc["constraints"])
+
+
+def test_a_vmi_stuck_in_scheduling_keeps_the_model_it_was_created_with(tmp_path):
+    node = kv.cpu_node("sk-1", "Skylake-Server-IBRS", SKYLAKE)
+    vm = kv.vm("late", running=True)
+    stuck = kv.vmi_of(vm, "", kubevirt_default="Cascadelake-Server", phase="Scheduling")
+    # Since then the cluster default changed to a model the node has; the pending pod still wants the old one.
+    doc = why(tmp_path, [node, kv.kubevirt(cpu_model="Skylake-Server-IBRS"), vm, stuck], "vm/late", "sk-1")
+    assert [(r["category"], r["key"]) for r in doc["reasons"]] == [
+        ("not-running", None), ("cpu-model", "cpu-model.node.kubevirt.io/Cascadelake-Server")]
+    assert "waits to be scheduled" in " ".join(doc["notes"])
+
+
+def test_the_default_obsolete_list_follows_the_release():
+    assert obsolete_models(None, (1, 8, 4)) == DEFAULT_OBSOLETE_CPU_MODELS
+    assert obsolete_models(None, None) == DEFAULT_OBSOLETE_CPU_MODELS  # unknown: the newest rules
+    v15 = obsolete_models(None, (1, 5, 2))
+    assert "Opteron_G1" in v15 and "Opteron_G1-v1" not in v15 and "kvm64-v1" not in v15
+    v12 = obsolete_models(None, (1, 2, 0))
+    assert "Opteron_G1" not in v12 and "Opteron_G2" not in v12 and "kvm64" in v12
+    assert obsolete_models(frozenset({"Opteron_G1"}), (1, 2, 0)) == {"Opteron_G1"}  # a configured list replaces it
+
+
+def test_common_keeps_opteron_on_an_old_cluster(tmp_path):
+    nodes = [kv.cpu_node("old-%d" % i, "Opteron_G3", ["Opteron_G3"], vendor="AMD",
+                         labels={"cpu-model.node.kubevirt.io/Opteron_G2": "true"}) for i in range(2)]
+    for version, kept in (("v1.2.1", True), ("v1.8.4", False)):
+        path = tmp_path / ("%s.yaml" % version)
+        path.write_text(yaml.safe_dump_all(nodes + [kv.kubevirt(version)]))
+        doc = json.loads(run_cli(["common", "-f", str(path), "-o", "json"], offline=True).stdout)
+        assert ("Opteron_G2" in doc["commonModels"]) is kept, version
