@@ -174,6 +174,8 @@ def add_why_not(subparsers, parents) -> None:
                                           "the VM runs on. VM is vm/NAME, vmi/NAME or NAME.")
     p.add_argument("vm", metavar="VM", help="vm/NAME, vmi/NAME or NAME")
     p.add_argument("node", nargs="?", metavar="NODE", help="The target node (default: every node)")
+    p.add_argument("-A", "--all-namespaces", action="store_true",
+                   help="Find the VM in whichever namespace holds it (an error if several do)")
     p.add_argument("--exit-code", action="store_true",
                    help="Exit 0 if the VM can migrate (to NODE, or to some node), 3 if it cannot")
 

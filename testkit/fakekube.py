@@ -34,6 +34,7 @@ RESOURCES = {
     ("", "v1", "namespaces"): ("Namespace", False, ["ns"]),
     ("", "v1", "pods"): ("Pod", True, ["po"]),
     ("", "v1", "events"): ("Event", True, ["ev"]),
+    ("events.k8s.io", "v1", "events"): ("Event", True, ["ev"]),
     ("", "v1", "configmaps"): ("ConfigMap", True, ["cm"]),
     ("kubevirt.io", "v1", "virtualmachines"): ("VirtualMachine", True, ["vm", "vms"]),
     ("kubevirt.io", "v1", "virtualmachineinstances"): ("VirtualMachineInstance", True, ["vmi", "vmis"]),
@@ -50,6 +51,7 @@ VERBS = ["get", "list", "patch", "update", "watch", "create", "delete"]
 PATH = re.compile(r"^/(?:api/(?P<cv>v1)|apis/(?P<g>[^/]+)/(?P<v>[^/]+))"
                   r"(?:/namespaces/(?P<ns>[^/]+)(?=/))?(?:/(?P<plural>[^/]+))?(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?$")
 FIELD_KEYS = {"metadata.name", "metadata.namespace", "spec.unschedulable", "spec.nodeName", "status.phase",
+              "regarding.name", "regarding.kind", "regarding.namespace",
               "involvedObject.name", "involvedObject.kind", "involvedObject.namespace"}
 
 

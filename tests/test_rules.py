@@ -108,3 +108,29 @@ def test_common_keeps_opteron_on_an_old_cluster(tmp_path):
         path.write_text(yaml.safe_dump_all(nodes + [kv.kubevirt(version)]))
         doc = json.loads(run_cli(["common", "-f", str(path), "-o", "json"], offline=True).stdout)
         assert ("Opteron_G2" in doc["commonModels"]) is kept, version
+
+
+def test_why_not_finds_the_vm_in_any_namespace_with_A(live_env, fake):
+    from conftest import run_json
+
+    doc = run_json(["why-not", "vm/app-1", "-A"], env=live_env)
+    assert doc["namespace"] == "prod" and doc["sourceNode"] == "hv-04"
+    names = [r["query"].get("fieldSelector") for r in fake.requests if r["path"].endswith("/virtualmachines")]
+    assert "metadata.name=app-1" in names  # one cluster-wide list by name, not every VM
+    fake.add(kv.vm("app-1", ns="default"))
+    proc = run_cli(["why-not", "vm/app-1", "-A"], env=live_env)
+    assert proc.returncode == 1 and "exists in namespaces default, prod" in proc.stderr
+
+
+def test_events_come_from_both_event_apis_once_each(live_env, fake):
+    fake.add({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+              "metadata": {"name": "new-style", "namespace": "default", "uid": "uid-new"},
+              "regarding": {"kind": "VirtualMachineInstance", "name": "db-1", "namespace": "default"},
+              "reason": "MigrationBackoff", "note": "backing off before the next migration", "type": "Warning",
+              "eventTime": "2026-11-25T09:10:00.000000Z"})
+    from conftest import run_json
+
+    events = run_json(["why-not", "vm/db-1"], env=live_env)["events"]
+    reasons = [e["reason"] for e in events]
+    assert reasons.count("MigrationBackoff") == 1 and reasons.count("NoSuitableNodesForHostModelMigration") == 1
+    assert any(e["message"] == "backing off before the next migration" for e in events)

@@ -28,6 +28,7 @@ class Options:
     name: str
     node: Optional[str]
     exit_code: bool
+    all_namespaces: bool = False
 
 
 def options(args: argparse.Namespace) -> Options:
@@ -35,13 +36,15 @@ def options(args: argparse.Namespace) -> Options:
     common = common_options(args, problems)
     ref = problems.check(lambda: parse_vm_reference(args.vm))
     checked_names([args.node] if args.node else [], "node", problems)
+    if args.all_namespaces and args.namespace:
+        problems.add("use -n NAMESPACE or -A, not both")
     problems.raise_any()
     kind, name = ref  # type: ignore[misc]
-    return Options(common, kind, name, args.node, args.exit_code)
+    return Options(common, kind, name, args.node, args.exit_code, args.all_namespaces)
 
 
-def _resolve(reader: ClusterReader, kind: str, name: str):
-    namespace = reader.find_vm_namespace("vmi" if kind == "vmi" else "vm", name)
+def _resolve(reader: ClusterReader, kind: str, name: str, all_namespaces: bool):
+    namespace = reader.find_vm_namespace("vmi" if kind == "vmi" else "vm", name, all_namespaces)
     vm = None
     if kind in ("vm", "any"):
         try:
@@ -81,7 +84,7 @@ def _history(reader: ClusterReader, namespace: str, vmi: Optional[objects.Virtua
 def run(args: argparse.Namespace, env: Environment) -> int:
     o = options(args)
     reader = ClusterReader(open_source(args, env, o.common.timeout))
-    vm, vmi, namespace = _resolve(reader, o.kind, o.name)
+    vm, vmi, namespace = _resolve(reader, o.kind, o.name, o.all_namespaces)
     nodes: List[objects.Node] = reader.nodes()
     if o.node and o.node not in {n.name for n in nodes}:
         reader.node(o.node)  # raises a clean not-found error

@@ -12,6 +12,11 @@ HARVESTER_CHART = ("fleet-local", "harvester")
 LAUNCHER_UIDS_PER_REQUEST = 100  # keeps a label selector of VMI uids well inside URL limits
 
 
+def _meta(obj: Any) -> Dict[str, Any]:
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
 class ClusterReader:
     def __init__(self, source: Source):
         self.source = source
@@ -53,14 +58,14 @@ class ClusterReader:
             return None
 
     # ---- VMs ------------------------------------------------------------------------
-    def find_vm_namespace(self, kind: str, name: str) -> str:
-        """-n, else the default namespace; offline without -n, the one namespace holding that name."""
+    def find_vm_namespace(self, kind: str, name: str, all_namespaces: bool = False) -> str:
+        """-n, else the default namespace; with -A (and offline without -n), the one namespace holding that name."""
         src = self.source
-        if src.namespace_explicit or not src.offline:
+        if src.namespace_explicit or not (src.offline or all_namespaces):
             return src.namespace
         resource = r.VMIS if kind == "vmi" else r.VMS
-        spaces = sorted({(o.get("metadata") or {}).get("namespace", "default")
-                         for o in src.list(resource) if (o.get("metadata") or {}).get("name") == name})
+        found = self.kubevirt_list(resource, None, field_selector="metadata.name=%s" % name)
+        spaces = sorted({str(_meta(o).get("namespace") or "default") for o in found if _meta(o).get("name") == name})
         if len(spaces) > 1:
             raise SourceError("%s %s exists in namespaces %s: pass -n" % (kind, name, ", ".join(spaces)))
         return spaces[0] if spaces else src.namespace
@@ -108,11 +113,11 @@ class ClusterReader:
         """VMs parsed, each beside the raw object a write starts from."""
         return [(objects.parse_vm(o), o) for o in self.kubevirt_list(r.VMS, namespace, label_selector)]
 
-    def kubevirt_list(self, resource: r.Resource, namespace: Optional[str], label_selector: Optional[str] = None
-                      ) -> List[Dict[str, Any]]:
+    def kubevirt_list(self, resource: r.Resource, namespace: Optional[str], label_selector: Optional[str] = None,
+                      field_selector: Optional[str] = None) -> List[Dict[str, Any]]:
         """A list of one of KubeVirt's own types: a server that does not serve it has no KubeVirt."""
         try:
-            return self.source.list(resource, namespace, label_selector=label_selector)
+            return self.source.list(resource, namespace, label_selector=label_selector, field_selector=field_selector)
         except NotFound:
             raise SourceError("KubeVirt is not installed: the cluster does not serve %s" % resource.full_name)
 
@@ -168,8 +173,16 @@ class ClusterReader:
         return [objects.parse_pod(p) for p in self.source.list(r.PODS, namespace, label_selector=selector)]
 
     def events_for(self, namespace: str, names: Tuple[str, ...]) -> List[objects.Event]:
-        events: List[objects.Event] = []
-        for name in names:
-            raw = self.source.list(r.EVENTS, namespace, field_selector="involvedObject.name=%s" % name)
-            events.extend(objects.parse_event(e) for e in raw)
-        return sorted(events, key=lambda e: (e.timestamp, e.reason))
+        """Events about these objects from both event APIs (core v1 and events.k8s.io/v1), each event once:
+        kube-apiserver serves one store through both, other sources may fill only one."""
+        seen: Dict[Tuple[str, str], objects.Event] = {}
+        for resource, field in ((r.EVENTS, "involvedObject.name"), (r.EVENTS_V1, "regarding.name")):
+            for name in names:
+                try:
+                    raw = self.source.list(resource, namespace, field_selector="%s=%s" % (field, name))
+                except NotFound:  # a server without this API
+                    break
+                for item in raw:
+                    event = objects.parse_event(item)
+                    seen.setdefault((str(_meta(item).get("uid") or _meta(item).get("name")), event.reason), event)
+        return sorted(seen.values(), key=lambda e: (e.timestamp, e.reason))
