@@ -134,3 +134,26 @@ def test_events_come_from_both_event_apis_once_each(live_env, fake):
     reasons = [e["reason"] for e in events]
     assert reasons.count("MigrationBackoff") == 1 and reasons.count("NoSuitableNodesForHostModelMigration") == 1
     assert any(e["message"] == "backing off before the next migration" for e in events)
+
+
+def test_common_groups_nodes_by_architecture_and_vendor(tmp_path):
+    nodes = [kv.cpu_node("intel-%d" % i, "Cascadelake-Server", ["Cascadelake-Server"]) for i in range(2)]
+    nodes.append(kv.cpu_node("amd-1", "EPYC-Rome", ["EPYC-Rome"], vendor="AMD"))
+    nodes.append(kv.node("arm-1", {"kubernetes.io/arch": "arm64", "kubevirt.io/schedulable": "true",
+                                   "kubernetes.io/hostname": "arm-1"}))
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump_all(nodes + [kv.kubevirt()]))
+    doc = json.loads(run_cli(["common", "-f", str(path), "-o", "json"], offline=True).stdout)
+    groups = {(g["arch"], g["vendor"]): g for g in doc["groups"]}
+    assert set(groups) == {("amd64", "AMD"), ("amd64", "Intel"), ("arm64", None)}
+    assert groups[("amd64", "Intel")]["recommended"] == "Cascadelake-Server"
+    assert groups[("amd64", "Intel")]["nodeSelector"] == {"kubernetes.io/arch": "amd64",
+                                                          "cpu-vendor.node.kubevirt.io/Intel": "true"}
+    arm = groups[("arm64", None)]
+    assert arm["nodes"] == ["arm-1"] and arm["recommended"] is None and "host-passthrough" in arm["note"]
+    assert {e["name"]: e["reason"] for e in doc["excludedNodes"]}["arm-1"].startswith("arm64:")
+    table = run_cli(["common", "-f", str(path)], offline=True).stdout
+    assert "Architectures and vendors" in table and "host-passthrough" in table
+    single = run_cli(["common", "-f", str(path), "-l", "kubernetes.io/arch=amd64,cpu-vendor.node.kubevirt.io/Intel",
+                      "-o", "json"], offline=True)
+    assert json.loads(single.stdout)["groups"] == []  # one group: nothing to split

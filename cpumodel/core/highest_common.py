@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from cpumodel.core.catalog import Catalog, cluster_obsolete_models
-from cpumodel.core.labels import CPU_VENDOR
-from cpumodel.core.nodes import NodeSet, VmNode
+from cpumodel.core.labels import ARCH, CPU_VENDOR
+from cpumodel.core.nodes import ARM64, NodeSet, VmNode
 from cpumodel.objects import KubeVirtConfig, is_named_model
 
 
@@ -31,6 +31,19 @@ class VendorGroup:
     nodes: Tuple[str, ...]
     recommended: Optional[str]
     node_selector: Dict[str, str]
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    """Nodes of one architecture and CPU vendor: VMs pinned to a group can share its best model."""
+
+    arch: str
+    vendor: Optional[str]
+    nodes: Tuple[str, ...]
+    recommended: Optional[str]
+    common_models: Tuple[str, ...]
+    node_selector: Dict[str, str]
+    note: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,7 @@ class CommonResult:
     vendor_groups: Tuple[VendorGroup, ...]
     cluster_default: ClusterDefault
     obsolete_source: str
+    groups: Tuple[NodeGroup, ...] = ()
 
 
 def hardware_classes(nodes: Sequence[VmNode]) -> Dict[FrozenSet[str], List[str]]:
@@ -108,6 +122,33 @@ def vendor_groups(catalog: Catalog, nodes: Sequence[VmNode], obsolete: frozenset
     return tuple(groups)
 
 
+ARM64_NOTE = ("KubeVirt runs arm64 VMs with host-passthrough and writes no CPU labels for arm64 nodes: "
+              "keep such VMs on identical hosts, and pin them to the group with its nodeSelector")
+
+
+def node_groups(catalog: Catalog, node_set: NodeSet, obsolete: frozenset) -> Tuple[NodeGroup, ...]:
+    """One group per (architecture, vendor), when the VM-capable nodes differ in either."""
+    keyed: Dict[Tuple[str, str], List[VmNode]] = {}
+    for n in node_set.capable:
+        keyed.setdefault((n.arch or "amd64", n.cpu.vendor or ""), []).append(n)
+    for n in node_set.passthrough_only:
+        keyed.setdefault((n.arch or ARM64, ""), []).append(n)
+    if len(keyed) < 2:
+        return ()
+    groups = []
+    for (arch, vendor), members in sorted(keyed.items()):
+        selector = {ARCH: arch}
+        if vendor:
+            selector[CPU_VENDOR + vendor] = "true"
+        names = tuple(n.name for n in members)
+        if not any(n.cpu.has_cpu_labels for n in members):
+            groups.append(NodeGroup(arch, vendor or None, names, None, (), selector, ARM64_NOTE))
+            continue
+        ranked = tuple(catalog.rank(common_models(hardware_classes(members), obsolete)))
+        groups.append(NodeGroup(arch, vendor or None, names, pick_recommended(catalog, ranked), ranked, selector))
+    return tuple(groups)
+
+
 def cluster_default(kubevirt: Optional[KubeVirtConfig], nodes: Sequence[VmNode]) -> ClusterDefault:
     if kubevirt is None:
         return ClusterDefault(None, None, None, ())
@@ -143,4 +184,5 @@ def analyse_common(catalog: Catalog, node_set: NodeSet, kubevirt: Optional[KubeV
         cluster_default=cluster_default(kubevirt, nodes),
         obsolete_source="KubeVirt CR spec.configuration.obsoleteCPUModels" if configured is not None
         else "KubeVirt's built-in default list",
+        groups=node_groups(catalog, node_set, obsolete),
     )

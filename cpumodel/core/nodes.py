@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from cpumodel.core.labels import TSC_FREQUENCY, TSC_SCALABLE, NodeCpu, cpu_class, int_or_none, node_cpu
+from cpumodel.core.labels import ARCH, TSC_FREQUENCY, TSC_SCALABLE, NodeCpu, cpu_class, int_or_none, node_cpu
 from cpumodel.objects import Node
 
 
@@ -19,6 +19,12 @@ class VmNode:
     unschedulable: bool
     ready: Optional[bool]
     cpu: NodeCpu
+    arch: Optional[str] = None  # kubernetes.io/arch
+
+
+ARM64 = "arm64"
+ARM64_REASON = ("arm64: KubeVirt writes no CPU model labels there and runs its VMs with host-passthrough, "
+                "so no named model applies (see the arm64 group)")
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,7 @@ class NodeSet:
 
     capable: Tuple[VmNode, ...]
     excluded: Tuple[Tuple[str, str], ...]  # (name, reason)
+    passthrough_only: Tuple[VmNode, ...] = ()  # arm64 nodes that run VMs, but never with a named model
 
     @property
     def cordoned(self) -> List[str]:
@@ -38,6 +45,8 @@ def exclusion_reason(node: VmNode) -> Optional[str]:
     cpu = node.cpu
     if cpu.witness:
         return "Harvester witness node (node-role.harvesterhci.io/witness): runs no VMs"
+    if node.arch == ARM64 and not cpu.has_cpu_labels:
+        return ARM64_REASON
     if not cpu.has_cpu_labels:
         return "no KubeVirt CPU labels (virt-handler's node-labeller has not run here, or the node is not x86)"
     if cpu.schedulable is not True:
@@ -78,7 +87,7 @@ class Summarizer:
         self.cpu_of = NodeCpuCache()
 
     def __call__(self, node: Node) -> VmNode:
-        return VmNode(node.name, node.unschedulable, node.ready, self.cpu_of(node.labels))
+        return VmNode(node.name, node.unschedulable, node.ready, self.cpu_of(node.labels), node.labels.get(ARCH))
 
 
 def split_nodes(nodes: Sequence[Union[Node, VmNode]], cpu_of: Optional[Callable[[Node], NodeCpu]] = None) -> NodeSet:
@@ -87,17 +96,20 @@ def split_nodes(nodes: Sequence[Union[Node, VmNode]], cpu_of: Optional[Callable[
     `cpu_of` is a node's CPU view when the caller already keeps them (the migration engine)."""
     capable: List[VmNode] = []
     excluded: List[Tuple[str, str]] = []
+    passthrough: List[VmNode] = []
     summarize = Summarizer()
     for item in sorted(nodes, key=lambda n: n.name):
         if isinstance(item, VmNode):
             vm_node = item
         elif cpu_of is not None:
-            vm_node = VmNode(item.name, item.unschedulable, item.ready, cpu_of(item))
+            vm_node = VmNode(item.name, item.unschedulable, item.ready, cpu_of(item), item.labels.get(ARCH))
         else:
             vm_node = summarize(item)
         reason = exclusion_reason(vm_node)
         if reason:
             excluded.append((vm_node.name, reason))
+            if reason == ARM64_REASON and vm_node.cpu.schedulable and vm_node.ready is not False:
+                passthrough.append(vm_node)
         else:
             capable.append(vm_node)
-    return NodeSet(tuple(capable), tuple(excluded))
+    return NodeSet(tuple(capable), tuple(excluded), tuple(passthrough))

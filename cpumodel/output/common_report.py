@@ -33,6 +33,9 @@ def to_document(result: CommonResult) -> Dict[str, Any]:
                            "missingOn": list(d.missing_on)},
         "obsoleteModelsFrom": result.obsolete_source,
         "command": set_command(result.recommended) if result.recommended else None,
+        "groups": [{"arch": g.arch, "vendor": g.vendor, "nodes": list(g.nodes), "recommended": g.recommended,
+                    "commonModels": list(g.common_models), "nodeSelector": g.node_selector, "note": g.note}
+                   for g in result.groups],
     })
 
 
@@ -78,6 +81,14 @@ def render_table(result: CommonResult, style: TableStyle) -> str:
         out.append(section("\nMixed CPU vendors: no model spans every node. Best model per vendor, and the "
                            "nodeSelector that pins VMs to a group:",
                            table(["VENDOR", "BEST MODEL", "NODE SELECTOR", "NODES"], rows, style)))
+    if len({g.arch for g in result.groups}) > 1:
+        rows = [[g.arch, g.vendor or "-", g.recommended or "host-passthrough" if g.note else g.recommended or "<none>",
+                 ",".join("%s=%s" % kv for kv in g.node_selector.items()), brief_list(list(g.nodes), 0 if wide else 6)]
+                for g in result.groups]
+        notes = "".join("%s: %s\n" % (g.arch, g.note) for g in result.groups if g.note)
+        out.append(section("\nArchitectures and vendors: the best model per group, and the nodeSelector that pins "
+                           "VMs to it:", table(["ARCH", "VENDOR", "BEST MODEL", "NODE SELECTOR", "NODES"], rows, style)
+                           + notes))
     if result.common_models:
         limit = 0 if wide else 3 * TABLE_LIMIT
         out.append(section("\nCommon models, best first:", wrap_list(list(result.common_models), 96, limit)))
