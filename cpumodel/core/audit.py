@@ -7,7 +7,7 @@ target pod (a stopped VM: its launcher pod) would be accepted on, from the migra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from cpumodel.core import labels as L
 from cpumodel.core.catalog import Catalog, cluster_obsolete_models
@@ -116,7 +116,6 @@ class Auditor:
         self.obsolete = cluster_obsolete_models(kubevirt)
         self.usable: Dict[str, frozenset] = {n.name: n.cpu.models for n in node_set.capable}
         self.capable_names = frozenset(self.usable)
-        self._pools: Dict[object, FrozenSet[str]] = {}
         self._lacking_by_model: Dict[str, List[str]] = {}
 
 
@@ -124,10 +123,7 @@ class Auditor:
         """How many VM-capable nodes take the VM (its source excluded), and their names when few."""
         if s.running and not live_migratable(s.vmi):  # type: ignore[arg-type]
             return 0, ()
-        demand = s.constraints.demand
-        pool = self._pools.get(demand)
-        if pool is None:
-            pool = self._pools[demand] = self.engine.fitting(s) & self.capable_names
+        pool = self.engine.fitting_among(s, self.capable_names)
         count = len(pool) - (s.source_node in pool)
         names = tuple(sorted(pool - {s.source_node})) if count <= REACH_NAMED else ()
         return count, names

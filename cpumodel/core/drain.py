@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from cpumodel.core.catalog import Catalog
-from cpumodel.core.launcher_pod import Demand
 from cpumodel.core.migration import (MigrationEngine, Situation, VmState, failure_key, failure_origin,
                                      libvirt_warnings, live_migratable, needs_cpu_fix, vm_reasons)
 from cpumodel.core.nodes import split_nodes
@@ -160,18 +159,13 @@ class DrainPlanner:
         # Targets are VM-capable, schedulable and Ready; a step also leaves out the drained nodes.
         self.eligible = frozenset(n.name for n in engine.nodes if n.name in capable and not n.unschedulable
                                   and n.ready is not False)
-        self._pools: Dict[Demand, FrozenSet[str]] = {}
         self._warned: Dict[tuple, Tuple[DrainWarning, ...]] = {}
         self._offered: Optional[FrozenSet[str]] = None
 
     def pool(self, s: Situation) -> FrozenSet[str]:
         if not s.running or not live_migratable(s.vmi):  # type: ignore[arg-type]
             return frozenset()
-        demand = s.constraints.demand
-        found = self._pools.get(demand)
-        if found is None:
-            found = self._pools[demand] = self.engine.fitting(s) & self.eligible
-        return found
+        return self.engine.fitting_among(s, self.eligible)
 
     def check(self, drained: Sequence[str], running: Sequence[RunningVm]) -> DrainResult:
         gone = frozenset(drained)

@@ -190,6 +190,7 @@ class MigrationEngine:
         self.kubevirt = kubevirt
         self._failures: Dict[Tuple[Demand, tuple], Tuple[Failure, ...]] = {}
         self._fitting: Dict[Demand, FrozenSet[str]] = {}
+        self._fitting_among: Dict[Tuple[Demand, FrozenSet[str]], FrozenSet[str]] = {}
         self._cpus: Dict[str, NodeCpu] = {}
         self._cpu_cache = NodeCpuCache()
         self._counts: Dict[Tuple[Demand, FrozenSet[str]], Dict[Tuple[Category, Optional[str]], Tuple[int, Failure]]] = {}
@@ -222,10 +223,6 @@ class MigrationEngine:
         """The verdict alone, without building messages (cluster-wide questions ask it millions of times)."""
         return s.running and not vm_reasons(s, node) and not self.failures(s.constraints.demand, node)
 
-    def fits(self, s: Situation, node: Node) -> bool:
-        """Whether the scheduler would place the pod on the node (a start, for a stopped VM)."""
-        return not s.constraints.blocked and not self.failures(s.constraints.demand, node)
-
     def fitting(self, s: Situation) -> FrozenSet[str]:
         """Every node the scheduler would place the pod on: one pass over the nodes per distinct demand."""
         if s.constraints.blocked:
@@ -234,6 +231,14 @@ class MigrationEngine:
         found = self._fitting.get(demand)
         if found is None:
             found = self._fitting[demand] = frozenset(n.name for n in self.nodes if not self.failures(demand, n))
+        return found
+
+    def fitting_among(self, s: Situation, names: FrozenSet[str]) -> FrozenSet[str]:
+        """`fitting` within a fixed set of nodes, shared by every VM with the same demand."""
+        key = (s.constraints.demand, names)
+        found = self._fitting_among.get(key)
+        if found is None:
+            found = self._fitting_among[key] = self.fitting(s) & names
         return found
 
     def failure_counts(self, demand: Demand, names: FrozenSet[str]
@@ -251,12 +256,6 @@ class MigrationEngine:
                         counts[key] = (seen[0] + 1, seen[1]) if seen else (1, failure)
             self._counts[cache_key] = counts
         return counts
-
-    def accepting(self, s: Situation) -> FrozenSet[str]:
-        """Every node that accepts the VM's migration target pod: `accepts` for all nodes at once."""
-        if not s.running or not live_migratable(s.vmi):  # type: ignore[arg-type]
-            return frozenset()
-        return self.fitting(s) - {s.source_node}
 
     def verdict(self, s: Situation, node: Node, catalog: Optional[Catalog] = None) -> NodeVerdict:
         reasons = self.reasons(s, node)

@@ -216,10 +216,6 @@ class Snapshot:
 DEFAULT_MAX_INPUT = "1Gi"
 
 
-def load_objects(paths: Iterable[str]) -> List[Dict[str, Any]]:
-    return load_snapshot(paths).objects
-
-
 def load_snapshot(paths: Iterable[str], max_input: str = DEFAULT_MAX_INPUT) -> Snapshot:
     snapshot = Snapshot()
     objects = snapshot.objects
