@@ -203,6 +203,27 @@ class Pod:
 
 
 @dataclass(frozen=True)
+class FieldRef:
+    """One field of one object: where a setting lives, or where a write goes."""
+
+    api_version: str
+    kind: str
+    namespace: Optional[str]
+    name: str
+    path: Tuple[str, ...]
+
+    @property
+    def field_path(self) -> str:
+        return ".".join(self.path)
+
+    def described(self) -> str:
+        return "%s %s/%s %s" % (self.kind, self.namespace, self.name, self.field_path)
+
+
+KUBEVIRT_MODEL_PATH = ("spec", "configuration", "cpuModel")
+
+
+@dataclass(frozen=True)
 class KubeVirtConfig:
     namespace: str
     name: str
@@ -212,6 +233,13 @@ class KubeVirtConfig:
     version: Optional[str]
     eviction_strategy: Optional[str] = None
     feature_gates: frozenset = frozenset()
+    hco_owner: Optional[str] = None  # the HyperConverged CR that owns this one (OpenShift Virtualization)
+    model_owner: Optional[FieldRef] = None  # where the cluster default is owned, when not in this CR
+
+    @property
+    def model_field(self) -> FieldRef:
+        return self.model_owner or FieldRef("kubevirt.io/v1", "KubeVirt", self.namespace, self.name,
+                                            KUBEVIRT_MODEL_PATH)
 
     @property
     def release(self) -> Optional[Tuple[int, int, int]]:
@@ -419,6 +447,67 @@ def parse_kubevirt(raw: dict) -> KubeVirtConfig:
         eviction_strategy=str(conf["evictionStrategy"]) if conf.get("evictionStrategy") else None,
         feature_gates=frozenset(str(g) for g in _get(conf, "developerConfiguration", "featureGates") or ()
                                 if isinstance(g, str)),
+        hco_owner=_hco_owner(meta),
+    )
+
+
+HCO_NAME = "kubevirt-hyperconverged"  # the one HyperConverged CR HCO reconciles (HyperConvergedName)
+
+
+def _hco_owner(meta: Dict[str, Any]) -> Optional[str]:
+    """HCO creates the KubeVirt CR with a controller reference to its HyperConverged CR, and labels it."""
+    for ref in _dicts(meta.get("ownerReferences")):
+        if ref.get("kind") == "HyperConverged" and str(ref.get("apiVersion", "")).startswith("hco.kubevirt.io/"):
+            return str(ref.get("name") or HCO_NAME)
+    if _dict(meta.get("labels")).get("app.kubernetes.io/managed-by") == "hco-operator":
+        return HCO_NAME
+    return None
+
+
+@dataclass(frozen=True)
+class HyperConverged:
+    """The HyperConverged CR of OpenShift Virtualization: it owns the KubeVirt CR's CPU settings."""
+
+    namespace: str
+    name: str
+    api_version: str
+    cpu_model: Optional[str]
+    obsolete_cpu_models: frozenset  # added by the user to HCO's own built-in list
+    model_path: Tuple[str, ...]
+
+    @property
+    def model_field(self) -> FieldRef:
+        return FieldRef(self.api_version, "HyperConverged", self.namespace, self.name, self.model_path)
+
+
+# Where each served version of hco.kubevirt.io keeps the default model and the extra obsolete models
+# (api/v1 and api/v1beta1 hyperconverged_types.go).
+HCO_FIELDS = {
+    "v1": (("spec", "virtualization", "virtualMachineOptions", "defaultCPUModel"),
+           ("spec", "virtualization", "obsoleteCPUModels")),
+    "v1beta1": (("spec", "defaultCPUModel"), ("spec", "obsoleteCPUs", "cpuModels")),
+}
+
+
+@parser("HyperConverged")
+def parse_hyperconverged(raw: dict) -> HyperConverged:
+    meta = _dict(raw.get("metadata"))
+    api_version = str(raw.get("apiVersion") or "hco.kubevirt.io/v1beta1")
+    version = api_version.rpartition("/")[2]
+    if version not in HCO_FIELDS:
+        raise SourceError("HyperConverged %s/%s is %s: known versions are %s" % (
+            meta.get("namespace"), meta.get("name"), api_version, ", ".join("hco.kubevirt.io/" + v for v in HCO_FIELDS)))
+    model_path, obsolete_path = HCO_FIELDS[version]
+    model = _get(raw, *model_path)
+    obsolete = _get(raw, *obsolete_path)
+    return HyperConverged(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        api_version=api_version,
+        cpu_model=model if isinstance(model, str) and model else None,
+        obsolete_cpu_models=frozenset(str(m) for m in obsolete if isinstance(m, str)) if isinstance(obsolete, list)
+        else frozenset(),
+        model_path=model_path,
     )
 
 

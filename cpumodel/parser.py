@@ -196,9 +196,10 @@ def add_set(subparsers, parents) -> None:
                         "a bare --dry-run means client")
     p.add_argument("--force", action="store_true", help="Write even if nodes do not support the model")
     p.add_argument("--restart", action="store_true", help="Restart running VMs so the change applies now")
-    p.add_argument("--target", choices=("kubevirt", "managedchart"),
-                   help="With --cluster: write the KubeVirt CR or Harvester's ManagedChart "
-                        "(default: the ManagedChart fleet-local/harvester when present)")
+    p.add_argument("--target", choices=("hco", "kubevirt", "managedchart"),
+                   help="With --cluster: write OpenShift's HyperConverged CR, the KubeVirt CR or Harvester's "
+                        "ManagedChart (default: where the setting is owned -- the HyperConverged CR on OpenShift, "
+                        "the ManagedChart fleet-local/harvester on Harvester, else the KubeVirt CR)")
 
 
 def add_drain_check(subparsers, parents) -> None:

@@ -45,8 +45,8 @@ RESOURCES = {
                                                                              ["vmit"]),
     ("instancetype.kubevirt.io", "v1beta1", "virtualmachineclusterinstancetypes"):
         ("VirtualMachineClusterInstancetype", False, ["vmcit"]),
+    ("hco.kubevirt.io", "v1beta1", "hyperconvergeds"): ("HyperConverged", True, ["hco", "hcos"]),
 }
-KIND_TO_RESOURCE = {(g, kind): (g, v, p) for (g, v, p), (kind, _, _) in RESOURCES.items()}
 VERBS = ["get", "list", "patch", "update", "watch", "create", "delete"]
 PATH = re.compile(r"^/(?:api/(?P<cv>v1)|apis/(?P<g>[^/]+)/(?P<v>[^/]+))"
                   r"(?:/namespaces/(?P<ns>[^/]+)(?=/))?(?:/(?P<plural>[^/]+))?(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?$")
@@ -127,10 +127,14 @@ class FakeKube:
     """The API state and behaviour; `serve()` puts it on an HTTP port."""
 
     def __init__(self, objects: Optional[List[dict]] = None, gzip_enabled: bool = True, metadata_lists: bool = True,
-                 without_groups: Tuple[str, ...] = ()):
+                 without_groups: Tuple[str, ...] = (), versions: Optional[Dict[str, str]] = None):
         """`without_groups`: API groups this server does not serve (a cluster without KubeVirt, say);
-        objects of those groups are dropped."""
-        self.resources = {k: v for k, v in RESOURCES.items() if k[0] not in without_groups}
+        objects of those groups are dropped. `versions`: group -> the one version served instead of the
+        default (say hco.kubevirt.io at v1); objects are stored and served as given."""
+        versions = versions or {}
+        self.resources = {(g, versions.get(g, v), p): kind for (g, v, p), kind in RESOURCES.items()
+                          if g not in without_groups}
+        self.kind_to_resource = {(g, kind): (g, v, p) for (g, v, p), (kind, _, _) in self.resources.items()}
         self.lock = threading.RLock()
         self.store: Dict[Tuple[str, str, str, str, str], dict] = {}
         self.rv = itertools.count(1000)
@@ -157,7 +161,7 @@ class FakeKube:
     def add(self, obj: dict, copy_object: bool = True) -> dict:
         obj = copy.deepcopy(obj) if copy_object else obj
         group, _, version = obj["apiVersion"].rpartition("/")
-        g, v, plural = KIND_TO_RESOURCE[(group, obj["kind"])]
+        g, v, plural = self.kind_to_resource[(group, obj["kind"])]
         meta = obj.setdefault("metadata", {})
         meta.setdefault("uid", "uid-%s" % meta["name"])
         meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
@@ -203,10 +207,17 @@ class FakeKube:
                 "groupVersion": "%s/%s" % (group, version) if group else version, "resources": resources}
 
     def groups(self) -> dict:
-        groups = sorted({(g, v) for g, v, _ in self.resources if g})
-        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-            {"name": g, "versions": [{"groupVersion": "%s/%s" % (g, v), "version": v}],
-             "preferredVersion": {"groupVersion": "%s/%s" % (g, v), "version": v}} for g, v in groups]}
+        names = sorted({g for g, _, _ in self.resources if g})
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [self._group(g) for g in names]}
+
+    def _group(self, name: str) -> dict:
+        """An APIGroup as kube-apiserver serves it at /apis/<group>: one version per group here."""
+        versions = sorted({v for g, v, _ in self.resources if g == name})
+        if not versions:
+            raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
+        entries = [{"groupVersion": "%s/%s" % (name, v), "version": v} for v in versions]
+        return {"kind": "APIGroup", "apiVersion": "v1", "name": name, "versions": entries,
+                "preferredVersion": entries[0]}
 
     # ---- requests ------------------------------------------------------------------------
     def handle(self, method: str, path: str, query: Dict[str, str], headers: Dict[str, str], body: bytes):
@@ -222,6 +233,8 @@ class FakeKube:
             return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}, {}
         if path == "/apis":
             return 200, self.groups(), {}
+        if path.count("/") == 2 and path.startswith("/apis/"):
+            return 200, self._group(path[len("/apis/"):]), {}
         m = PATH.match(path)
         if not m:
             raise ApiStatus(404, "NotFound", "the server could not find the requested resource")

@@ -112,6 +112,39 @@ def kubevirt(version: str = "v1.8.4", cpu_model: Optional[str] = None, namespace
             "spec": {"configuration": conf}, "status": {"phase": "Deployed", "observedKubeVirtVersion": version}}
 
 
+def hco_kubevirt(cpu_model: Optional[str] = None, version: str = "v1.6.3", obsolete: Optional[Dict[str, bool]] = None,
+                 hco_version: str = "v1beta1") -> dict:
+    """The KubeVirt CR as HCO creates it: in openshift-cnv, labelled and owned by the HyperConverged CR."""
+    obj = kubevirt(version, cpu_model, namespace="openshift-cnv", obsolete=obsolete)
+    obj["metadata"].update(name="kubevirt-kubevirt-hyperconverged",
+                           labels={"app": "kubevirt-hyperconverged", "app.kubernetes.io/managed-by": "hco-operator"},
+                           ownerReferences=[{"apiVersion": "hco.kubevirt.io/" + hco_version, "kind": "HyperConverged",
+                                             "name": "kubevirt-hyperconverged", "uid": "uid-hco", "controller": True,
+                                             "blockOwnerDeletion": True}])
+    return obj
+
+
+def hyperconverged(cpu_model: Optional[str] = None, obsolete: Iterable[str] = (), version: str = "v1beta1") -> dict:
+    """OpenShift Virtualization's HyperConverged CR; v1 and v1beta1 keep the CPU settings at different paths."""
+    spec: dict = {}
+    if version == "v1":
+        options = {"disableFreePageReporting": False}
+        if cpu_model:
+            options["defaultCPUModel"] = cpu_model
+        spec["virtualization"] = {"virtualMachineOptions": options}
+        if obsolete:
+            spec["virtualization"]["obsoleteCPUModels"] = list(obsolete)
+    else:
+        if cpu_model:
+            spec["defaultCPUModel"] = cpu_model
+        if obsolete:
+            spec["obsoleteCPUs"] = {"cpuModels": list(obsolete)}
+    return {"apiVersion": "hco.kubevirt.io/" + version, "kind": "HyperConverged",
+            "metadata": {"name": "kubevirt-hyperconverged", "namespace": "openshift-cnv", "uid": "uid-hco",
+                         "creationTimestamp": CREATED},
+            "spec": spec, "status": {"conditions": [{"type": "Available", "status": "True"}]}}
+
+
 def vm(name: str, model: Optional[str] = None, running: bool = True, ns: str = "default",
        node_selector: Optional[Dict[str, str]] = None, domain: Optional[dict] = None,
        labels: Optional[Dict[str, str]] = None, **template) -> dict:

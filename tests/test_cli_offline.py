@@ -21,7 +21,11 @@ def test_common_on_demo_snapshot_recommends_the_skylake_baseline():
     assert doc["heldBackBy"][0]["missingOn"] == ["hv-04"]  # fewest missing first
     assert doc["command"] == "kubectl cpumodel set --cluster Skylake-Server-IBRS"
     assert doc["clusterDefault"] == {"model": None, "kubevirt": "harvester-system/kubevirt",
-                                     "supportedByAllNodes": None, "missingOn": []}
+                                     "supportedByAllNodes": None, "missingOn": [], "drift": None,
+                                     "owner": {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
+                                               "namespace": "harvester-system", "name": "kubevirt",
+                                               "fieldPath": "spec.configuration.cpuModel"}}
+    assert doc["platform"] == "harvester"
 
 
 def test_support_bundle_zip_reads_like_the_folder():

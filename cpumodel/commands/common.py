@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from cpumodel.commands.context import (Common, Environment, Problems, checked_selector, common_options, emit,
-                                       open_source)
+                                       note_config, open_source)
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.highest_common import analyse_common
 from cpumodel.core.nodes import Summarizer, split_nodes
@@ -33,9 +33,11 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     o = options(args)
     reader = ClusterReader(open_source(args, env, o.common.timeout))
     nodes = reader.nodes(o.selector, view="status", then=Summarizer())
-    result = analyse_common(Catalog.load(), split_nodes(nodes), reader.kubevirt())
+    config = reader.cluster_config()
+    result = analyse_common(Catalog.load(), split_nodes(nodes), config.kubevirt)
     if not nodes and o.common.fmt not in ("json", "yaml"):
         env.warn("no nodes found%s" % (" matching %s" % o.selector if o.selector else ""))
-    emit(env, o.common, lambda: to_document(result), lambda style: render_table(result, style),
+    note_config(env, config)
+    emit(env, o.common, lambda: to_document(result, config), lambda style: render_table(result, config, style),
          lambda: names("node", result.nodes))
     return 0

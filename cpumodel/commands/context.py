@@ -87,6 +87,13 @@ def note_uncollected(env: "Environment", source: Source) -> List[str]:
     return missing
 
 
+def note_config(env: "Environment", config) -> None:
+    """Say when the owner of the cluster's CPU settings could not be read: the KubeVirt CR stands in for it."""
+    if config.hco_problem:
+        env.warn("OpenShift Virtualization: could not read the HyperConverged CR that owns the KubeVirt CR (%s); "
+                 "using the KubeVirt CR's settings" % config.hco_problem)
+
+
 def emit(env: "Environment", common: Common, document: Callable[[], dict], text: Callable[..., str],
          names: Callable[[], str]) -> None:
     """The one write of a command's result to stdout, in the format -o asked for."""

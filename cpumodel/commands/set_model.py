@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from cpumodel.commands.context import (Common, Environment, Problems, checked_selector, common_options, open_source,
                                        parse_vm_reference)
 from cpumodel.core.nodes import Summarizer, split_nodes
+from cpumodel.core.platform import OPENSHIFT, ClusterConfig
 from cpumodel.core.plan import (CHART_MODEL_PATH, KUBEVIRT_MODEL_PATH, VM_MODEL_PATH, check_model, cluster_impact,
                                 field_patch, get_path, merge_patch)
 from cpumodel.errors import Conflict, NotFound, SourceError, UsageError
@@ -172,7 +173,8 @@ def apply_all(source: Source, changes: Sequence[Change], value: Optional[str], o
     return outcomes
 
 
-def report_outcomes(outcomes: Sequence[Outcome], value: Optional[str], o: Options, env: Environment) -> None:
+def report_outcomes(outcomes: Sequence[Outcome], value: Optional[str], o: Options, env: Environment,
+                    about: Optional[Dict[str, Any]] = None) -> None:
     """Per object, what happened; then the documents or names -o asked for; a failure ends in one error line."""
     if o.fmt not in ("json", "yaml", "name"):
         for out in outcomes:
@@ -187,7 +189,7 @@ def report_outcomes(outcomes: Sequence[Outcome], value: Optional[str], o: Option
     if o.fmt in ("json", "yaml"):
         results = [result_entry(out.change.name, out.change.namespace, out.status, out.before, value, out.error)
                    for out in outcomes]
-        env.write(objects_document(objects, o.fmt, results if len(outcomes) > 1 else None))
+        env.write(objects_document(objects, o.fmt, results if len(outcomes) > 1 else None, about))
     elif o.fmt == "name":
         env.say("".join(out.change.what + "\n" for out in outcomes if out.result is not None))
 
@@ -255,25 +257,53 @@ def run_vms(reader: ClusterReader, o: Options, env: Environment) -> int:
 
 
 def cluster_change(reader: ClusterReader, o: Options, env: Environment) -> Change:
-    kubevirt = reader.kubevirt_raw()
+    """Where the cluster default is written: where it is owned, unless --target says otherwise."""
+    config = reader.cluster_config()
+    kubevirt = config.kubevirt
     if kubevirt is None:
         raise UsageError("no KubeVirt CR found in any namespace: is KubeVirt installed?")
-    chart = reader.harvester_chart() if o.target != "kubevirt" else None
+    if o.target == "hco" or (o.target is None and config.platform == OPENSHIFT):
+        return hco_change(config, o)
+    if o.target == "kubevirt":
+        if kubevirt.hco_owner:
+            env.warn("writing the KubeVirt CR directly (--target kubevirt): HCO sets it back to the HyperConverged "
+                     "CR's value at its next reconcile")
+        return kubevirt_change(kubevirt)
+    chart = reader.harvester_chart()
     if o.target == "managedchart" and chart is None:
         raise UsageError("--target managedchart: ManagedChart %s/%s not found (not a Harvester cluster?)" % HARVESTER_CHART)
     if chart is not None:
         env.tell("Harvester detected: writing the ManagedChart %s/%s values so upgrades keep the model; "
-                         "Fleet then updates the KubeVirt CR\n" % HARVESTER_CHART)
+                 "Fleet then updates the KubeVirt CR\n" % HARVESTER_CHART)
         return Change(r.MANAGEDCHARTS, HARVESTER_CHART[0], HARVESTER_CHART[1], CHART_MODEL_PATH,
                       "values kubevirt.spec.configuration.cpuModel")
-    meta = kubevirt.get("metadata") or {}
-    return Change(r.KUBEVIRTS, meta.get("namespace"), meta.get("name", "kubevirt"), KUBEVIRT_MODEL_PATH,
-                  "cluster cpu model")
+    return kubevirt_change(kubevirt)
+
+
+def kubevirt_change(kubevirt) -> Change:
+    return Change(r.KUBEVIRTS, kubevirt.namespace, kubevirt.name, KUBEVIRT_MODEL_PATH, "cluster cpu model")
+
+
+def hco_change(config: ClusterConfig, o: Options) -> Change:
+    """The HyperConverged CR's default-model field, at the version the server serves (its path differs)."""
+    hco = config.hco
+    if hco is None:
+        if config.kubevirt is not None and config.kubevirt.hco_owner:
+            raise SourceError(
+                "the KubeVirt CR %s/%s is managed by HCO, which sets direct edits back, and its HyperConverged CR "
+                "could not be read (%s); fix that and retry, or write the KubeVirt CR anyway with --target kubevirt"
+                % (config.kubevirt.namespace, config.kubevirt.name, config.hco_problem))
+        raise UsageError("--target hco: no HyperConverged CR manages KubeVirt here (not OpenShift Virtualization)")
+    version = hco.api_version.rpartition("/")[2]
+    return Change(r.hyperconvergeds(version), hco.namespace, hco.name, hco.model_path, "default cpu model")
 
 
 def run_cluster(reader: ClusterReader, o: Options, env: Environment) -> int:
     check_against_nodes(reader, o, env, require_all=True)
     change = cluster_change(reader, o, env)
+    if change.resource.group == r.HCO_GROUP:
+        env.tell("OpenShift Virtualization detected: writing HyperConverged %s/%s %s; HCO then updates the "
+                 "KubeVirt CR\n" % (change.namespace, change.name, ".".join(change.path)))
     impact = cluster_impact(reader.vms(None))
     outcomes = apply_all(reader.source, [change], o.model, o)
     lines = impact_lines(impact, o.fmt == "wide")
@@ -282,7 +312,11 @@ def run_cluster(reader: ClusterReader, o: Options, env: Environment) -> int:
             env.tell(lines[key])  # type: ignore[arg-type]
     if lines["warning"]:
         env.warn(lines["warning"])  # type: ignore[arg-type]
-    report_outcomes(outcomes, o.model, o, env)
+    c = change
+    write_target = {"apiVersion": c.resource.group_version, "kind": c.resource.kind, "namespace": c.namespace,
+                    "name": c.name, "fieldPath": ".".join(c.path)}
+    report_outcomes(outcomes, o.model, o, env, {"platform": reader.cluster_config().platform,
+                                                "writeTarget": write_target})
     raise_if_unfinished(outcomes, o.model)
     return 0
 

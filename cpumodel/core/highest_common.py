@@ -13,7 +13,7 @@ from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 from cpumodel.core.catalog import Catalog, cluster_obsolete_models
 from cpumodel.core.labels import ARCH, CPU_VENDOR
 from cpumodel.core.nodes import ARM64, NodeSet, VmNode
-from cpumodel.objects import KubeVirtConfig, is_named_model
+from cpumodel.objects import FieldRef, KubeVirtConfig, is_named_model
 
 
 
@@ -52,6 +52,7 @@ class ClusterDefault:
     location: Optional[str]  # namespace/name of the KubeVirt CR
     supported_by_all: Optional[bool]
     missing_on: Tuple[str, ...]
+    owner: Optional[FieldRef] = None  # the field that holds it (the HyperConverged CR's on OpenShift)
 
 
 @dataclass(frozen=True)
@@ -155,14 +156,22 @@ def cluster_default(kubevirt: Optional[KubeVirtConfig], nodes: Sequence[VmNode])
     location = "%s/%s" % (kubevirt.namespace, kubevirt.name)
     model = kubevirt.cpu_model
     if not is_named_model(model):
-        return ClusterDefault(model, location, None, ())
+        return ClusterDefault(model, location, None, (), kubevirt.model_field)
     missing = tuple(n.name for n in nodes if model not in n.cpu.models)
-    return ClusterDefault(model, location, not missing, missing)
+    return ClusterDefault(model, location, not missing, missing, kubevirt.model_field)
+
+
+def obsolete_source(kubevirt: Optional[KubeVirtConfig]) -> str:
+    if kubevirt is None or kubevirt.obsolete_cpu_models is None:
+        return "KubeVirt's built-in default list"
+    if kubevirt.model_owner is not None:
+        return ("KubeVirt CR spec.configuration.obsoleteCPUModels, which HCO fills with its built-in list "
+                "plus the HyperConverged CR's own")
+    return "KubeVirt CR spec.configuration.obsoleteCPUModels"
 
 
 def analyse_common(catalog: Catalog, node_set: NodeSet, kubevirt: Optional[KubeVirtConfig]) -> CommonResult:
     nodes = node_set.capable
-    configured = kubevirt.obsolete_cpu_models if kubevirt else None
     obsolete = cluster_obsolete_models(kubevirt)
     classes = hardware_classes(nodes)
     common = common_models(classes, obsolete)
@@ -182,7 +191,6 @@ def analyse_common(catalog: Catalog, node_set: NodeSet, kubevirt: Optional[KubeV
         held_back=held_back_models(catalog, classes, recommended, obsolete),
         vendor_groups=vendor_groups(catalog, nodes, obsolete),
         cluster_default=cluster_default(kubevirt, nodes),
-        obsolete_source="KubeVirt CR spec.configuration.obsoleteCPUModels" if configured is not None
-        else "KubeVirt's built-in default list",
+        obsolete_source=obsolete_source(kubevirt),
         groups=node_groups(catalog, node_set, obsolete),
     )

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from cpumodel.core.nodes import NodeSet
-from cpumodel.objects import CPU_MODES, VirtualMachine
+from cpumodel.objects import CPU_MODES, KUBEVIRT_MODEL_PATH, VirtualMachine
 
 VM_MODEL_PATH = ("spec", "template", "spec", "domain", "cpu", "model")
-KUBEVIRT_MODEL_PATH = ("spec", "configuration", "cpuModel")
 CHART_MODEL_PATH = ("spec", "values", "kubevirt", "spec", "configuration", "cpuModel")
 
 

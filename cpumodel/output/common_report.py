@@ -1,9 +1,12 @@
 """`common` output: the JSON document of docs/json-contract.md and the table, from a CommonResult."""
 from __future__ import annotations
 
-from typing import Any, Dict, List
+import textwrap
+from typing import Any, Dict, List, Optional
 
 from cpumodel.core.highest_common import CommonResult
+from cpumodel.core.platform import NAMES, ClusterConfig
+from cpumodel.objects import FieldRef
 from cpumodel.output.render import TableStyle, brief_list, report, section, table, wrap_list
 
 TABLE_LIMIT = 8  # held-back models and common models shown without -o wide
@@ -13,9 +16,17 @@ def set_command(model: str) -> str:
     return "kubectl cpumodel set --cluster %s" % model
 
 
-def to_document(result: CommonResult) -> Dict[str, Any]:
+def field_document(ref: Optional[FieldRef]) -> Optional[Dict[str, Any]]:
+    if ref is None:
+        return None
+    return {"apiVersion": ref.api_version, "kind": ref.kind, "namespace": ref.namespace, "name": ref.name,
+            "fieldPath": ref.field_path}
+
+
+def to_document(result: CommonResult, config: ClusterConfig) -> Dict[str, Any]:
     d = result.cluster_default
     return report("CommonReport", {
+        "platform": config.platform,
         "recommended": result.recommended,
         "commonModels": list(result.common_models),
         "maximalModels": list(result.maximal_models),
@@ -30,7 +41,8 @@ def to_document(result: CommonResult) -> Dict[str, Any]:
         "vendorGroups": [{"vendor": g.vendor, "nodes": list(g.nodes), "recommended": g.recommended,
                           "nodeSelector": g.node_selector} for g in result.vendor_groups],
         "clusterDefault": {"model": d.model, "kubevirt": d.location, "supportedByAllNodes": d.supported_by_all,
-                           "missingOn": list(d.missing_on)},
+                           "missingOn": list(d.missing_on), "owner": field_document(d.owner),
+                           "drift": config.drift},
         "obsoleteModelsFrom": result.obsolete_source,
         "command": set_command(result.recommended) if result.recommended else None,
         "groups": [{"arch": g.arch, "vendor": g.vendor, "nodes": list(g.nodes), "recommended": g.recommended,
@@ -39,7 +51,7 @@ def to_document(result: CommonResult) -> Dict[str, Any]:
     })
 
 
-def _summary_rows(result: CommonResult) -> List[List[str]]:
+def _summary_rows(result: CommonResult, config: ClusterConfig) -> List[List[str]]:
     rows = []
     rec = result.recommended or "<none>: the nodes share no usable, non-obsolete model"
     if result.equivalents:
@@ -51,6 +63,8 @@ def _summary_rows(result: CommonResult) -> List[List[str]]:
     if result.excluded:
         nodes += ", %d excluded" % len(result.excluded)
     rows.append(["Nodes:", nodes])
+    if config.platform:
+        rows.append(["Platform:", NAMES[config.platform]])
     rows.append(["Cluster default:", _default_text(result)])
     if result.recommended:
         rows.append(["Apply with:", set_command(result.recommended)])
@@ -61,20 +75,23 @@ def _default_text(result: CommonResult) -> str:
     d = result.cluster_default
     if d.location is None:
         return "unknown (no KubeVirt CR found)"
+    where = "%s %s" % (d.owner.kind, d.owner.name) if d.owner and d.owner.kind != "KubeVirt" else d.location
     if d.model is None:
-        return "none set in %s: VMs without a model use host-model" % d.location
+        return "none set in %s: VMs without a model use host-model" % where
     if d.supported_by_all is None:
-        return "%s (%s)" % (d.model, d.location)
+        return "%s (%s)" % (d.model, where)
     if d.supported_by_all:
-        return "%s (%s), supported by every node" % (d.model, d.location)
-    return "%s (%s), NOT supported by: %s" % (d.model, d.location, ", ".join(d.missing_on))
+        return "%s (%s), supported by every node" % (d.model, where)
+    return "%s (%s), NOT supported by: %s" % (d.model, where, ", ".join(d.missing_on))
 
 
-def render_table(result: CommonResult, style: TableStyle) -> str:
+def render_table(result: CommonResult, config: ClusterConfig, style: TableStyle) -> str:
     wide = style.wide
     from tabulate import tabulate
 
-    out = [tabulate(_summary_rows(result), tablefmt="plain", disable_numparse=True) + "\n"]
+    out = [tabulate(_summary_rows(result, config), tablefmt="plain", disable_numparse=True) + "\n"]
+    if config.drift:
+        out.append(textwrap.fill("Note: " + config.drift, 96, break_on_hyphens=False) + "\n")
     if result.vendor_groups:
         rows = [[g.vendor, g.recommended or "<none>", ",".join("%s=%s" % kv for kv in g.node_selector.items()),
                  brief_list(list(g.nodes), 0 if wide else 6)] for g in result.vendor_groups]

@@ -54,11 +54,13 @@ def impact_lines(impact: Dict[str, List[str]], wide: bool) -> Dict[str, Optional
     }
 
 
-def objects_document(objects: List[Dict[str, Any]], fmt: str, results: Optional[List[Dict[str, Any]]] = None) -> str:
+def objects_document(objects: List[Dict[str, Any]], fmt: str, results: Optional[List[Dict[str, Any]]] = None,
+                     about: Optional[Dict[str, Any]] = None) -> str:
     """The written objects as kubectl prints them: one object, or a v1 List; several VMs also get `results`,
-    one `{vm, namespace, status, from, to, error}` per VM (changed, unchanged, failed, not-tried)."""
+    one `{vm, namespace, status, from, to, error}` per VM (changed, unchanged, failed, not-tried).
+    `about` adds top-level keys (`set --cluster`: `platform` and `writeTarget`) beside the object's own."""
     if results is None and len(objects) == 1:
-        return structured(objects[0], fmt)
+        return structured(dict(objects[0], **(about or {})), fmt)
     doc: Dict[str, Any] = {"apiVersion": "v1", "kind": "List", "items": objects}
     if results is not None:
         doc["results"] = results

@@ -31,6 +31,10 @@ class Source:
     def get(self, resource: Resource, namespace: Optional[str], name: str) -> Dict[str, Any]:
         raise NotImplementedError
 
+    def preferred_version(self, group: str) -> Optional[str]:
+        """The version of an API group the server prefers (discovery), or None when it does not serve the group."""
+        raise NotImplementedError
+
     def uncollected_namespaces(self) -> List[str]:
         """Namespaces whose objects this source does not hold (a support bundle's uncollected ones)."""
         return []

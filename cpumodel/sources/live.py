@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, TextIO, Tuple
 
-from cpumodel.errors import SourceError
+from cpumodel.errors import NotFound, SourceError
 from cpumodel.sources.base import Keep, Source
 from cpumodel.sources.kubeclient import ApiError, Call, KubeClient
 from cpumodel.sources.kubeconfig import Access
@@ -72,6 +72,14 @@ class LiveSource(Source):
     def get(self, resource: Resource, namespace: Optional[str], name: str) -> Dict[str, Any]:
         ns = namespace if resource.namespaced else None
         return self.client.request(Call("get", resource.full_name, ns, name), "GET", resource.path(ns, name))
+
+    def preferred_version(self, group: str) -> Optional[str]:
+        try:
+            found = self.client.request(Call("get", group, None), "GET", "/apis/%s" % group)
+        except NotFound:
+            return None
+        version = (found.get("preferredVersion") or {}).get("version") if isinstance(found, dict) else None
+        return str(version) if version else None
 
     def patch(self, resource: Resource, namespace: Optional[str], name: str, body: Any, content_type: str,
               dry_run: bool) -> Dict[str, Any]:

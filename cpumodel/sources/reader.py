@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from cpumodel import objects
+from cpumodel.core.platform import ClusterConfig, detect_platform, owned_config
 from cpumodel.errors import NotFound, SourceError
 from cpumodel.sources import resources as r
 from cpumodel.sources.base import Source
@@ -20,6 +21,7 @@ def _meta(obj: Any) -> Dict[str, Any]:
 class ClusterReader:
     def __init__(self, source: Source):
         self.source = source
+        self._config: Optional[ClusterConfig] = None
 
     # ---- nodes ----------------------------------------------------------------
     def nodes(self, label_selector: Optional[str] = None, view: str = "full",
@@ -48,8 +50,35 @@ class ClusterReader:
         return found[0] if found else None
 
     def kubevirt(self) -> Optional[objects.KubeVirtConfig]:
-        raw = self.kubevirt_raw()
-        return objects.parse_kubevirt(raw) if raw else None
+        """The KubeVirt configuration in effect, with the cluster default from where it is owned."""
+        return self.cluster_config().kubevirt
+
+    def cluster_config(self) -> ClusterConfig:
+        """Platform and KubeVirt configuration; on OpenShift the HyperConverged CR too. Read once per run."""
+        if self._config is None:
+            raw = self.kubevirt_raw()
+            kubevirt = objects.parse_kubevirt(raw) if raw else None
+            if kubevirt is None:
+                self._config = ClusterConfig(None, None)
+            elif kubevirt.hco_owner:
+                self._config = owned_config(kubevirt, *self._hyperconverged(kubevirt))
+            else:
+                self._config = ClusterConfig(detect_platform(kubevirt), kubevirt)
+        return self._config
+
+    def _hyperconverged(self, kubevirt: objects.KubeVirtConfig
+                        ) -> Tuple[Optional[objects.HyperConverged], Optional[str]]:
+        """The HyperConverged CR that owns the KubeVirt CR (same namespace), read at the server's preferred
+        version; or None and why not."""
+        where = "HyperConverged %s/%s" % (kubevirt.namespace, kubevirt.hco_owner)
+        try:
+            version = self.source.preferred_version(r.HCO_GROUP)
+            if version is None:
+                return None, "%s: the cluster does not serve %s" % (where, r.HCO_GROUP)
+            raw = self.source.get(r.hyperconvergeds(version), kubevirt.namespace, kubevirt.hco_owner or "")
+        except SourceError as exc:  # not found, forbidden, unreachable: the KubeVirt CR still says what is in effect
+            return None, "%s: %s" % (where, exc)
+        return objects.parse_hyperconverged(raw), None
 
     def harvester_chart(self) -> Optional[Dict[str, Any]]:
         try:

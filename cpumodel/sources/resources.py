@@ -54,6 +54,14 @@ INSTANCETYPES = Resource("virtualmachineinstancetypes", "instancetype.kubevirt.i
                          "VirtualMachineInstancetype", True)
 CLUSTER_INSTANCETYPES = Resource("virtualmachineclusterinstancetypes", "instancetype.kubevirt.io", "v1beta1",
                                  "VirtualMachineClusterInstancetype", False)
+HCO_GROUP = "hco.kubevirt.io"
+
+
+def hyperconvergeds(version: str) -> Resource:
+    """HCO's CR at the version the server prefers: each version keeps the CPU settings at its own path."""
+    return Resource("hyperconvergeds", HCO_GROUP, version, "HyperConverged", True)
+
+
 MANAGEDCHARTS = Resource("managedcharts", "management.cattle.io", "v3", "ManagedChart", True)
 VM_RESTART = "restart"  # subresources.kubevirt.io/v1 virtualmachines/{name}/restart
 SUBRESOURCES_GROUP_VERSION = "subresources.kubevirt.io/v1"

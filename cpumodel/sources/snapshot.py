@@ -251,6 +251,15 @@ def _object_order(obj: Dict[str, Any]) -> Tuple[str, str]:
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
+def version_priority(version: str) -> Tuple[int, int, int]:
+    """Kubernetes' order of API versions: GA before beta before alpha, then by number."""
+    found = re.match(r"v(\d+)(?:(beta|alpha)(\d+))?$", version)
+    if not found:
+        return (-1, 0, 0)
+    stage = {"beta": 1, "alpha": 0}.get(found.group(2) or "", 2)
+    return (stage, int(found.group(1)), int(found.group(3) or 0))
+
+
 class SnapshotSource(Source):
     offline = True
 
@@ -281,6 +290,12 @@ class SnapshotSource(Source):
             found.append(obj)
         found.sort(key=_object_order)
         return [keep(o) for o in found] if keep else found
+
+    def preferred_version(self, group: str) -> Optional[str]:
+        """The version the files hold objects of (the newest, when they hold several)."""
+        versions = {str(o.get("apiVersion", "")).rpartition("/")[2]
+                    for (g, _), objs in self._by_kind.items() if g == group for o in objs}
+        return max(versions, key=version_priority) if versions else None
 
     def uncollected_namespaces(self) -> List[str]:
         """Namespaces the cluster has but a support bundle holds nothing of (Harvester collects only some)."""
