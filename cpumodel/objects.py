@@ -181,6 +181,7 @@ class VirtualMachine:
     template: VirtualMachineInstance  # spec.template as a VMI, before KubeVirt's defaulting
     labels: Mapping[str, str] = field(default_factory=dict)
     instancetype: Optional[Tuple[str, str]] = None  # (kind, name) of spec.instancetype
+    preference: Optional[Tuple[str, str]] = None  # (kind, name) of spec.preference
 
 
 @dataclass(frozen=True)
@@ -337,17 +338,41 @@ def parse_vm(raw: dict) -> VirtualMachine:
         running=bool(_get(raw, "status", "created")) or _get(raw, "status", "printableStatus") in RUNNING_STATES,
         template=template,
         labels=_str_map(meta.get("labels")),
-        instancetype=_instancetype(_get(raw, "spec", "instancetype")),
+        instancetype=_reference(_get(raw, "spec", "instancetype"), CLUSTER_INSTANCETYPE),
+        preference=_reference(_get(raw, "spec", "preference"), CLUSTER_PREFERENCE),
     )
 
 
-CLUSTER_INSTANCETYPE = "VirtualMachineClusterInstancetype"  # what KubeVirt assumes when the VM names no kind
+# What KubeVirt assumes when a VM's instancetype or preference names no kind.
+CLUSTER_INSTANCETYPE = "VirtualMachineClusterInstancetype"
+CLUSTER_PREFERENCE = "VirtualMachineClusterPreference"
 
 
-def _instancetype(ref: Any) -> Optional[Tuple[str, str]]:
+def _reference(ref: Any, default_kind: str) -> Optional[Tuple[str, str]]:
     if not isinstance(ref, dict) or not ref.get("name"):
         return None
-    return str(ref.get("kind") or CLUSTER_INSTANCETYPE), str(ref["name"])
+    return str(ref.get("kind") or default_kind), str(ref["name"])
+
+
+@dataclass(frozen=True)
+class CpuProfile:
+    """What a VM's instancetype and preference give its CPU (KubeVirt pkg/instancetype/apply): the
+    instancetype's model, used when the VM sets none, and the preference's preferred CPU features,
+    added where the VM does not name the feature itself."""
+
+    instancetype: Optional[str] = None  # "Kind/name", when it sets a model
+    model: Optional[str] = None
+    preference: Optional[str] = None  # "Kind/name", when it prefers features
+    preferred_features: Tuple[CpuFeature, ...] = ()
+
+
+def parse_profile_part(raw: dict) -> Tuple[Optional[str], Tuple[CpuFeature, ...]]:
+    """An instancetype's spec.cpu.model, or a preference's spec.cpu.preferredCPUFeatures."""
+    cpu = _dict(_get(raw, "spec", "cpu"))
+    model = cpu.get("model")
+    features = tuple(CpuFeature(str(f.get("name", "")), str(f.get("policy") or ""))
+                     for f in _dicts(cpu.get("preferredCPUFeatures")) if f.get("name"))
+    return (model if isinstance(model, str) and model else None), features
 
 
 def _int(value: Any, default: int) -> int:

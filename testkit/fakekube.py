@@ -45,6 +45,10 @@ RESOURCES = {
                                                                              ["vmit"]),
     ("instancetype.kubevirt.io", "v1beta1", "virtualmachineclusterinstancetypes"):
         ("VirtualMachineClusterInstancetype", False, ["vmcit"]),
+    ("instancetype.kubevirt.io", "v1beta1", "virtualmachinepreferences"): ("VirtualMachinePreference", True,
+                                                                           ["vmpref"]),
+    ("instancetype.kubevirt.io", "v1beta1", "virtualmachineclusterpreferences"):
+        ("VirtualMachineClusterPreference", False, ["vmcpref"]),
     ("hco.kubevirt.io", "v1beta1", "hyperconvergeds"): ("HyperConverged", True, ["hco", "hcos"]),
 }
 VERBS = ["get", "list", "patch", "update", "watch", "create", "delete"]

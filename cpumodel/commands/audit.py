@@ -52,9 +52,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     catalog = Catalog.load()
     engine = MigrationEngine(nodes, kubevirt)
     node_set = split_nodes(nodes, engine.cpu)  # one CPU view per node, shared with the engine
-    instancetypes = reader.instancetype_models(namespace) if any(v.instancetype for v in vms) else {}
     result = audit_cluster(catalog, engine, node_set, analyse_common(catalog, node_set, kubevirt), vms, vmis, pods,
-                           instancetypes)
+                           reader.cpu_profiles(vms))
     if not vms and o.common.fmt not in ("json", "yaml"):
         env.warn("no VirtualMachines found%s" % (" in namespace %s" % namespace if namespace else ""))
     emit(env, o.common, lambda: to_document(result, uncollected), lambda style: render_table(result, style),

@@ -236,8 +236,23 @@ def select_vms(reader: ClusterReader, o: Options):
     return vms
 
 
+def refuse_instancetype_models(reader: ClusterReader, vms, o: Options) -> None:
+    """KubeVirt rejects a VM that sets cpu.model beside an instancetype that sets one (pkg/instancetype/apply
+    validateCPU): refuse before anything is written, naming the instancetype."""
+    if o.model is None:
+        return  # --clear: a VM without a model of its own is what an instancetype wants
+    profiles = reader.cpu_profiles([vm for vm, _ in vms])
+    taken = ["vm/%s (from %s: %s)" % (vm.name, p.instancetype, p.model)
+             for vm, _ in vms for p in [profiles.get((vm.namespace, vm.name))] if p is not None and p.model]
+    if taken:
+        raise UsageError("%s take%s the CPU model from an instancetype, and KubeVirt rejects a VM that also sets "
+                         "spec.template.spec.domain.cpu.model: change the instancetype's spec.cpu.model, or leave "
+                         "these VMs out" % (", ".join(taken), "s" if len(taken) == 1 else ""))
+
+
 def run_vms(reader: ClusterReader, o: Options, env: Environment) -> int:
     vms = select_vms(reader, o)
+    refuse_instancetype_models(reader, vms, o)
     check_against_nodes(reader, o, env, require_all=False)
     listed = o.dry_run == "client" and not o.vm_names  # -l/--all: the list already has every object
     changes = [Change(r.VMS, vm.namespace, vm.name, VM_MODEL_PATH, "cpu model", raw if listed else None)
@@ -304,7 +319,8 @@ def run_cluster(reader: ClusterReader, o: Options, env: Environment) -> int:
     if change.resource.group == r.HCO_GROUP:
         env.tell("OpenShift Virtualization detected: writing HyperConverged %s/%s %s; HCO then updates the "
                  "KubeVirt CR\n" % (change.namespace, change.name, ".".join(change.path)))
-    impact = cluster_impact(reader.vms(None))
+    vms = reader.vms(None)
+    impact = cluster_impact(vms, reader.cpu_profiles(vms))
     outcomes = apply_all(reader.source, [change], o.model, o)
     lines = impact_lines(impact, o.fmt == "wide")
     for key in ("adopt", "keep"):

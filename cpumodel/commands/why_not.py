@@ -90,7 +90,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         reader.node(o.node)  # raises a clean not-found error
     pod = current_launcher(vmi, reader.launcher_pods(vmi)) if vmi is not None and vmi.running else None
     attempts, events = _history(reader, namespace, vmi)
-    state = VmState(o.name, namespace, vm, vmi, pod)
+    profile = reader.cpu_profiles([vm]).get((vm.namespace, vm.name)) if vm is not None else None
+    state = VmState(o.name, namespace, vm, vmi, pod, profile)
     result = explain(Catalog.load(), state, nodes, reader.kubevirt(), o.node, attempts, events)
     emit(env, o.common, lambda: to_document(result), lambda style: render_table(result, style),
          lambda: names("node", accepting_nodes(result)))

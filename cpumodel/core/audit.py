@@ -15,7 +15,7 @@ from cpumodel.core.highest_common import CommonResult
 from cpumodel.core.launcher_pod import migrated_before, start_vmi
 from cpumodel.core.migration import MigrationEngine, Situation, VmState, current_launcher, live_migratable
 from cpumodel.core.nodes import NodeSet
-from cpumodel.objects import HOST_MODEL, HOST_PASSTHROUGH, Pod, VirtualMachine, VirtualMachineInstance
+from cpumodel.objects import HOST_MODEL, HOST_PASSTHROUGH, CpuProfile, Pod, VirtualMachine, VirtualMachineInstance
 
 NAMED = "named"
 BLOCKING_RISKS = ("no-target", "not-migratable", "host-model-sticky")  # --exit-code 3
@@ -85,11 +85,11 @@ class AuditResult:
         return any(code in BLOCKING_RISKS for vm in self.vms for code in vm.codes)
 
 
-def cpu_choice(vm: VirtualMachine, cluster_default: Optional[str], instancetype_model: Optional[str]) -> CpuChoice:
+def cpu_choice(vm: VirtualMachine, cluster_default: Optional[str], profile: Optional[CpuProfile]) -> CpuChoice:
     """kubevirt-rules §2.2: the VM spec, else its instancetype, else the cluster default, else host-model."""
     model, origin = vm.cpu_model, "vm"
-    if not model and instancetype_model:
-        model, origin = instancetype_model, "instancetype"
+    if not model and profile is not None and profile.model:
+        model, origin = profile.model, "instancetype"
     if not model:
         model, origin = (cluster_default, "cluster-default") if cluster_default else (HOST_MODEL, "kubevirt-default")
     mode = model if model in (HOST_MODEL, HOST_PASSTHROUGH) else NAMED
@@ -129,22 +129,22 @@ class Auditor:
         return count, names
 
     def audit(self, vm: VirtualMachine, vmi: Optional[VirtualMachineInstance], pods: Sequence[Pod],
-              instancetype_model: Optional[str] = None) -> VmAudit:
+              profile: Optional[CpuProfile] = None) -> VmAudit:
         running = vmi is not None and vmi.running
         launcher = current_launcher(vmi, pods) if running else None  # type: ignore[arg-type]
         s = self.engine.situation(VmState(vm.name, vm.namespace, vm, vmi if running else None, launcher,
-                                          instancetype_model))
-        cpu = cpu_choice(vm, self.cluster_default, instancetype_model)
+                                          profile))
+        cpu = cpu_choice(vm, self.cluster_default, profile)
         reach, reachable = self.reach(s)
         sticky = running and s.vmi.cpu_model == HOST_MODEL and migrated_before(launcher)  # type: ignore[union-attr]
-        risks = self.risks(vm, s, cpu, reach, reachable, sticky, instancetype_model)
+        risks = self.risks(vm, s, cpu, reach, reachable, sticky, profile)
         # A VM's own model would conflict with its instancetype's (KubeVirt rejects it): no per-VM fix then.
         fix = self.common.recommended if self.common.recommended and any(r.code in CPU_RISKS for r in risks) \
             and cpu.model != self.common.recommended and cpu.origin != "instancetype" else None
         return VmAudit(vm.name, vm.namespace, s.running, s.source_node, cpu, reach, reachable, risks, fix)
 
     def risks(self, vm: VirtualMachine, s: Situation, cpu: CpuChoice, reach: int, reachable: Sequence[str],
-              sticky: bool, instancetype_model: Optional[str]) -> Tuple[Risk, ...]:
+              sticky: bool, profile: Optional[CpuProfile]) -> Tuple[Risk, ...]:
         found: List[Risk] = []
         if sticky:
             found.append(Risk("host-model-sticky", "carries host-model constraints from an earlier migration "
@@ -158,7 +158,7 @@ class Auditor:
                                                   "libvirt refuses a migration to a different CPU" % self.cpu_kinds))
         found += self._model_risks(cpu)
         found += self._reach_risks(s, reach, reachable)
-        found += self._state_risks(vm, s, instancetype_model)
+        found += self._state_risks(vm, s, profile)
         return tuple(found)
 
     def _model_risks(self, cpu: CpuChoice) -> List[Risk]:
@@ -189,14 +189,14 @@ class Auditor:
             return [Risk("single-target", "only %s accepts its migration target pod" % reachable[0])]
         return []
 
-    def _state_risks(self, vm: VirtualMachine, s: Situation, instancetype_model: Optional[str]) -> List[Risk]:
+    def _state_risks(self, vm: VirtualMachine, s: Situation, profile: Optional[CpuProfile]) -> List[Risk]:
         found = []
         cond = s.vmi.condition("LiveMigratable") if s.vmi is not None and s.running else None
         if cond is not None and cond.status == "False":
             found.append(Risk("not-migratable", "not live-migratable (%s: %s)" % (cond.reason or "LiveMigratable=False",
                                                                                  cond.message or "no message")))
         if s.running and s.vmi is not None:
-            wanted = start_vmi(vm, self.engine.kubevirt, instancetype_model).cpu_model
+            wanted = start_vmi(vm, self.engine.kubevirt, profile).cpu_model
             if wanted != s.vmi.cpu_model:
                 found.append(Risk("restart-pending", "runs with %s; its next start gets %s" % (s.vmi.cpu_model, wanted)))
         if hostname_pinned(vm):
@@ -225,21 +225,14 @@ def fixes(vms: Sequence[VmAudit], recommended: Optional[str]) -> Tuple[AuditFix,
     return tuple(sorted(found, key=lambda f: -len(f.vms)))
 
 
-def instancetype_model(vm: VirtualMachine, models: Dict[Tuple[str, str, str], str]) -> Optional[str]:
-    if vm.instancetype is None:
-        return None
-    kind, name = vm.instancetype
-    return models.get((kind, vm.namespace if kind == "VirtualMachineInstancetype" else "", name))
-
-
 def audit_cluster(catalog: Catalog, engine: MigrationEngine, node_set: NodeSet, common: CommonResult,
                   vms: Sequence[VirtualMachine], vmis: Dict[Tuple[str, str], VirtualMachineInstance],
                   pods: Dict[str, List[Pod]],
-                  instancetypes: Optional[Dict[Tuple[str, str, str], str]] = None) -> AuditResult:
+                  profiles: Optional[Dict[Tuple[str, str], CpuProfile]] = None) -> AuditResult:
     auditor = Auditor(catalog, engine, node_set, common)
     results = []
     for vm in sorted(vms, key=lambda v: (v.namespace, v.name)):
         vmi = vmis.get((vm.namespace, vm.name))
         results.append(auditor.audit(vm, vmi, pods.get(vmi.uid, []) if vmi else [],
-                                     instancetype_model(vm, instancetypes or {})))
+                                     (profiles or {}).get((vm.namespace, vm.name))))
     return AuditResult(tuple(results), len(auditor.capable), common.recommended, fixes(results, common.recommended))

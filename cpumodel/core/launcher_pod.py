@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 from cpumodel.core import labels as L
 from cpumodel.core.selectors import add_does_not_exist
-from cpumodel.objects import (HOST_MODEL, HOST_PASSTHROUGH, KubeVirtConfig, Node, Pod, Requirement, SelectorTerm, Toleration,
+from cpumodel.objects import (HOST_MODEL, HOST_PASSTHROUGH, CpuProfile, KubeVirtConfig, Node, Pod, Requirement, SelectorTerm, Toleration,
                               VirtualMachine, VirtualMachineInstance, is_named_model)
 
 Version = Tuple[int, int, int]
@@ -273,14 +273,19 @@ def migration_target(vmi: VirtualMachineInstance, vm: Optional[VirtualMachine], 
 
 
 def start_vmi(vm: VirtualMachine, kubevirt: Optional[KubeVirtConfig],
-              instancetype_model: Optional[str] = None) -> VirtualMachineInstance:
-    """The VMI a start would create: the template, its instancetype's model, then the webhook's defaulting
-    (kubevirt-rules §2.2)."""
+              profile: Optional[CpuProfile] = None) -> VirtualMachineInstance:
+    """The VMI a start would create: the template, what its instancetype and preference add, then the
+    webhook's defaulting (kubevirt-rules §2.2)."""
     template = vm.template
-    if not template.cpu_model and not instancetype_model and (template.architecture or "").lower() == ARM64:
+    profile = profile or CpuProfile()
+    if profile.preferred_features:
+        named = {f.name for f in template.cpu_features}
+        template = replace(template, cpu_features=template.cpu_features + tuple(
+            f for f in profile.preferred_features if f.name not in named))
+    if not template.cpu_model and not profile.model and (template.architecture or "").lower() == ARM64:
         # arm64's defaults run before the cluster default (pkg/defaults/arm64.go): arm64 nodes carry no CPU labels.
         return replace(template, cpu_model=HOST_PASSTHROUGH, machine_type=template.machine_type or "virt")
-    model = template.cpu_model or instancetype_model or (kubevirt.cpu_model if kubevirt else None) or HOST_MODEL
+    model = template.cpu_model or profile.model or (kubevirt.cpu_model if kubevirt else None) or HOST_MODEL
     return replace(template, cpu_model=model, machine_type=template.machine_type or DEFAULT_MACHINE_TYPE)
 
 

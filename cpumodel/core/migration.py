@@ -22,7 +22,7 @@ from cpumodel.core.nodes import NodeCpuCache
 from cpumodel.core.launcher_pod import Demand, PodConstraints, fresh_start, migration_target, start_vmi
 from cpumodel.core.reasons import CPU_CATEGORIES, Category, Reason, selector_category
 from cpumodel.core.selectors import describe_requirement, failing_requirements, untolerated_taints
-from cpumodel.objects import (HOST_MODEL, HOST_PASSTHROUGH, KubeVirtConfig, Node, Pod, Requirement, Taint,
+from cpumodel.objects import (HOST_MODEL, HOST_PASSTHROUGH, CpuProfile, KubeVirtConfig, Node, Pod, Requirement, Taint,
                               VirtualMachine, VirtualMachineInstance)
 
 
@@ -38,7 +38,7 @@ class VmState:
     vm: Optional[VirtualMachine]
     vmi: Optional[VirtualMachineInstance]
     launcher: Optional[Pod]
-    instancetype_model: Optional[str] = None  # the CPU model the VM's instancetype sets, if any
+    profile: Optional[CpuProfile] = None  # what the VM's instancetype and preference give its CPU
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,10 @@ def situation(state: VmState, nodes: Dict[str, Node], kubevirt: Optional[KubeVir
         base = vmi
         note = "%s is not running yet: its VMI waits to be scheduled; showing where its pod could land" % state.name
     else:
-        base = start_vmi(state.vm, kubevirt, state.instancetype_model) if state.vm is not None else vmi
+        base = start_vmi(state.vm, kubevirt, state.profile) if state.vm is not None else vmi
         note = "%s is not running: showing whether a fresh start could land on each node" % state.name
+        if state.profile is not None and state.profile.model and state.vm is not None and not state.vm.cpu_model:
+            note += "; its CPU model %s comes from %s" % (state.profile.model, state.profile.instancetype)
     return Situation(state.name, False, None, vmi, fresh_start(base, state.vm, kubevirt, note))  # type: ignore[arg-type]
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from cpumodel.core.nodes import NodeSet
-from cpumodel.objects import CPU_MODES, KUBEVIRT_MODEL_PATH, VirtualMachine
+from cpumodel.objects import CPU_MODES, KUBEVIRT_MODEL_PATH, CpuProfile, VirtualMachine
 
 VM_MODEL_PATH = ("spec", "template", "spec", "domain", "cpu", "model")
 CHART_MODEL_PATH = ("spec", "values", "kubevirt", "spec", "configuration", "cpuModel")
@@ -89,9 +89,19 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def cluster_impact(vms: Sequence[VirtualMachine]) -> Dict[str, List[str]]:
-    """Which VMs take a cluster default at their next start, and which keep their own model."""
-    adopt = sorted("%s/%s" % (v.namespace, v.name) for v in vms if not v.cpu_model)
-    keep = sorted("%s/%s (%s)" % (v.namespace, v.name, v.cpu_model) for v in vms if v.cpu_model)
-    restart = sorted("%s/%s" % (v.namespace, v.name) for v in vms if not v.cpu_model and v.running)
+def cluster_impact(vms: Sequence[VirtualMachine], profiles: Optional[Dict[Tuple[str, str], CpuProfile]] = None
+                   ) -> Dict[str, List[str]]:
+    """Which VMs take a cluster default at their next start, and which keep their own model (their spec's,
+    or their instancetype's: KubeVirt applies the cluster default only where neither sets one)."""
+    profiles = profiles or {}
+
+    def own(v: VirtualMachine) -> Optional[str]:
+        if v.cpu_model:
+            return v.cpu_model
+        p = profiles.get((v.namespace, v.name))
+        return "%s from %s" % (p.model, p.instancetype) if p is not None and p.model else None
+
+    adopt = sorted("%s/%s" % (v.namespace, v.name) for v in vms if not own(v))
+    keep = sorted("%s/%s (%s)" % (v.namespace, v.name, own(v)) for v in vms if own(v))
+    restart = sorted("%s/%s" % (v.namespace, v.name) for v in vms if not own(v) and v.running)
     return {"adopt": adopt, "keepOwn": keep, "runningNeedRestart": restart}

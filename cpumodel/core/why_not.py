@@ -57,6 +57,14 @@ def suggest(catalog: Catalog, state: VmState, s: Situation, source: Optional[Nod
     where = " and ".join(n for n in (s.source_node, target.name if target else None) if n) or "the nodes"
     when = ("it takes effect at the VM's next restart (add --restart to restart now)" if s.running
             else "the VM uses it when it next starts")
+    profile = state.profile
+    if profile is not None and profile.model and not (state.vm and state.vm.cpu_model):
+        # KubeVirt rejects a VM that sets cpu.model beside an instancetype that sets one (pkg/instancetype/apply).
+        scope = "" if profile.instancetype.startswith("VirtualMachineCluster") else " -n %s" % state.namespace
+        command = "kubectl patch %s%s --type merge -p '{\"spec\":{\"cpu\":{\"model\":\"%s\"}}}'" % (
+            profile.instancetype.lower(), scope, best)
+        when = ("its model comes from %s, so change it there (every VM using it follows) or pick an instancetype "
+                "without a model; %s" % (profile.instancetype, when))
     return Suggestion(best, command, "%s is usable on %s%s; %s" % (best, where, everywhere, when))
 
 

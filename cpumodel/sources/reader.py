@@ -18,6 +18,21 @@ def _meta(obj: Any) -> Dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
+def _profile(vm: objects.VirtualMachine, parts: Dict[Tuple[str, str, str], Tuple[Optional[str], tuple]]
+             ) -> objects.CpuProfile:
+    def part(ref: Optional[Tuple[str, str]]) -> Tuple[Optional[str], Optional[str], tuple]:
+        if ref is None:
+            return None, None, ()
+        kind, name = ref
+        model, features = parts.get((kind, "" if kind.startswith("VirtualMachineCluster") else vm.namespace, name),
+                                    (None, ()))
+        return "%s/%s" % ref, model, features
+
+    it_name, model, _ = part(vm.instancetype)
+    pref_name, _, features = part(vm.preference)
+    return objects.CpuProfile(it_name if model else None, model, pref_name if features else None, features)
+
+
 class ClusterReader:
     def __init__(self, source: Source):
         self.source = source
@@ -108,21 +123,28 @@ class ClusterReader:
         if not self.source.offline:
             self.kubevirt_installed()
 
-    def instancetype_models(self, namespace: Optional[str]) -> Dict[Tuple[str, str, str], str]:
-        """(kind, namespace or "", name) -> spec.cpu.model of every instancetype that sets one."""
-        found: Dict[Tuple[str, str, str], str] = {}
-        for resource in (r.INSTANCETYPES, r.CLUSTER_INSTANCETYPES):
+    def cpu_profiles(self, vms: List[objects.VirtualMachine]) -> Dict[Tuple[str, str], objects.CpuProfile]:
+        """(namespace, name) -> what each VM's instancetype and preference give its CPU; only VMs that
+        reference one, and only the kinds they reference are read (one list per kind)."""
+        wanted = [vm for vm in vms if vm.instancetype or vm.preference]
+        if not wanted:
+            return {}
+        spaces = {vm.namespace for vm in wanted}
+        namespace = next(iter(spaces)) if len(spaces) == 1 else None
+        kinds = {ref[0] for vm in wanted for ref in (vm.instancetype, vm.preference) if ref}
+        parts: Dict[Tuple[str, str, str], Tuple[Optional[str], tuple]] = {}
+        for resource in (r.INSTANCETYPES, r.CLUSTER_INSTANCETYPES, r.PREFERENCES, r.CLUSTER_PREFERENCES):
+            if resource.kind not in kinds:
+                continue
             try:
                 items = self.source.list(resource, namespace if resource.namespaced else None)
             except NotFound:  # the instancetype API is not installed
                 continue
             for item in items:
-                meta = item.get("metadata") or {}
-                model = objects._get(item, "spec", "cpu", "model")
-                if isinstance(model, str) and model:
-                    ns = str(meta.get("namespace") or "") if resource.namespaced else ""
-                    found[(resource.kind, ns, str(meta.get("name", "")))] = model
-        return found
+                meta = _meta(item)
+                ns = str(meta.get("namespace") or "") if resource.namespaced else ""
+                parts[(resource.kind, ns, str(meta.get("name", "")))] = objects.parse_profile_part(item)
+        return {(vm.namespace, vm.name): _profile(vm, parts) for vm in wanted}
 
     def kubevirt_installed(self) -> None:
         """Turn "VM not found" into "KubeVirt is not installed" when the API itself is missing."""

@@ -62,6 +62,10 @@ def hyperconvergeds(version: str) -> Resource:
     return Resource("hyperconvergeds", HCO_GROUP, version, "HyperConverged", True)
 
 
+PREFERENCES = Resource("virtualmachinepreferences", "instancetype.kubevirt.io", "v1beta1",
+                       "VirtualMachinePreference", True)
+CLUSTER_PREFERENCES = Resource("virtualmachineclusterpreferences", "instancetype.kubevirt.io", "v1beta1",
+                               "VirtualMachineClusterPreference", False)
 MANAGEDCHARTS = Resource("managedcharts", "management.cattle.io", "v3", "ManagedChart", True)
 VM_RESTART = "restart"  # subresources.kubevirt.io/v1 virtualmachines/{name}/restart
 SUBRESOURCES_GROUP_VERSION = "subresources.kubevirt.io/v1"
