@@ -137,6 +137,17 @@ class CpuFeature:
 
 
 @dataclass(frozen=True)
+class PodAffinityTerm:
+    """A required pod (anti-)affinity term of the VM (spec.affinity), as KubeVirt copies it to every launcher pod."""
+
+    anti: bool
+    selector: str  # the term's labelSelector in Kubernetes' selector syntax ("" matches every pod)
+    topology_key: str
+    namespaces: Tuple[str, ...] = ()  # none: the VM's own namespace
+    any_namespace: bool = False  # an empty namespaceSelector: every namespace
+
+
+@dataclass(frozen=True)
 class VirtualMachineInstance:
     namespace: str
     name: str
@@ -160,6 +171,7 @@ class VirtualMachineInstance:
     threads: int = 1
     labels: Mapping[str, str] = field(default_factory=dict)
     hyperv: Tuple[str, ...] = ()
+    pod_terms: Tuple[PodAffinityTerm, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -434,7 +446,38 @@ def parse_vmi(raw: dict) -> VirtualMachineInstance:
         threads=_int(cpu.get("threads"), 1),
         labels=_str_map(meta.get("labels")),
         hyperv=_hyperv(spec),
+        pod_terms=_pod_terms(spec.get("affinity")),
     )
+
+
+_SELECTOR_OPS = {"In": "%s in (%s)", "NotIn": "%s notin (%s)", "Exists": "%s", "DoesNotExist": "!%s"}
+
+
+def _selector_text(selector: Any) -> Optional[str]:
+    """A metav1.LabelSelector as selector text; None for a missing or unusable one (it selects nothing)."""
+    if not isinstance(selector, dict):
+        return None
+    parts = ["%s=%s" % (k, v) for k, v in sorted(_str_map(selector.get("matchLabels")).items())]
+    for expr in _dicts(selector.get("matchExpressions")):
+        form = _SELECTOR_OPS.get(str(expr.get("operator")))
+        if form is None or not expr.get("key"):
+            return None
+        values = ",".join(str(v) for v in expr.get("values") or ())
+        parts.append(form % ((expr["key"], values) if "(" in form else (expr["key"],)))
+    return ",".join(parts)
+
+
+def _pod_terms(affinity: Any) -> Tuple[PodAffinityTerm, ...]:
+    terms = []
+    for anti, kind in ((False, "podAffinity"), (True, "podAntiAffinity")):
+        for raw in _dicts(_get(affinity, kind, "requiredDuringSchedulingIgnoredDuringExecution")):
+            selector = _selector_text(raw.get("labelSelector"))
+            if selector is None or not raw.get("topologyKey"):
+                continue
+            terms.append(PodAffinityTerm(anti, selector, str(raw["topologyKey"]),
+                                         tuple(str(n) for n in raw.get("namespaces") or () if isinstance(n, str)),
+                                         raw.get("namespaceSelector") == {}))
+    return tuple(terms)
 
 
 @parser("Pod")

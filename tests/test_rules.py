@@ -157,3 +157,57 @@ def test_common_groups_nodes_by_architecture_and_vendor(tmp_path):
     single = run_cli(["common", "-f", str(path), "-l", "kubernetes.io/arch=amd64,cpu-vendor.node.kubevirt.io/Intel",
                       "-o", "json"], offline=True)
     assert json.loads(single.stdout)["groups"] == []  # one group: nothing to split
+
+
+def ha_pair(topology="kubernetes.io/hostname"):
+    """db-0 on n1 and its HA peer db-1 on n3, each refusing to share a `topology` domain with the other."""
+    zones = {"n1": "a", "n2": "a", "n3": "b"}
+    nodes = [kv.cpu_node(n, "Skylake-Server-IBRS", SKYLAKE, labels={"topology.kubernetes.io/zone": z})
+             for n, z in zones.items()]
+    anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["db"]}]},
+         "topologyKey": topology}]}}
+    objects = list(nodes)
+    for name, node in (("db-0", "n1"), ("db-1", "n3")):
+        vm = kv.vm(name, model="Skylake-Server-IBRS", affinity=anti)
+        vm["spec"]["template"]["metadata"]["labels"]["app"] = "db"
+        vmi = kv.vmi_of(vm, node, affinity=anti)
+        vmi["metadata"]["labels"]["app"] = "db"
+        pod = kv.launcher(vmi)
+        pod["metadata"]["labels"]["app"] = "db"  # KubeVirt puts the VMI's labels on its pod
+        objects += [vm, vmi, pod]
+    return objects
+
+
+def test_the_vms_pod_anti_affinity_keeps_it_off_its_peers_node(tmp_path):
+    doc = why(tmp_path, ha_pair(), "vm/db-0")
+    verdicts = {n["name"]: n for n in doc["nodes"]}
+    assert verdicts["n2"]["migratable"] is True
+    reasons = verdicts["n3"]["reasons"]
+    assert [(r["category"], r["key"]) for r in reasons] == [("pod-affinity", "kubernetes.io/hostname")]
+    assert "default/virt-launcher-db-1-abcde" in reasons[0]["message"]
+
+
+def test_a_zone_anti_affinity_also_excludes_the_vms_own_zone(tmp_path):
+    doc = why(tmp_path, ha_pair("topology.kubernetes.io/zone"), "vm/db-0")
+    verdicts = {n["name"]: n for n in doc["nodes"]}
+    assert verdicts["n2"]["migratable"] is False  # db-0's own pod is in zone a: the target pod matches it
+    assert verdicts["n3"]["migratable"] is False  # db-1 is in zone b
+    path = tmp_path / "snap.yaml"
+    # The source pod runs until the migration completes, so a drain of n1 hangs on db-0.
+    proc = run_cli(["drain-check", "n1", "-f", str(path), "-o", "json"], offline=True)
+    vm = next(v for v in json.loads(proc.stdout)["vms"] if v["vm"] == "db-0")
+    assert vm["action"] == "blocked" and vm["suggestion"] is None  # no CPU model fixes an anti-affinity
+    assert [(r["category"], r["key"], r["nodes"]) for r in vm["reasons"]] == [
+        ("pod-affinity", "topology.kubernetes.io/zone", 2)]
+    audit = json.loads(run_cli(["audit", "-f", str(path), "-o", "json"], offline=True).stdout)
+    assert {v["vm"]: v["reachableNodes"] for v in audit["vms"]} == {"db-0": 0, "db-1": 0}
+
+
+def test_pod_anti_affinity_live_reads_only_the_selected_pods(live_env, fake):
+    for obj in ha_pair():
+        fake.add(obj)
+    doc = json.loads(run_cli(["why-not", "vm/db-0", "n3", "-o", "json"], env=live_env).stdout)
+    assert [r["category"] for r in doc["reasons"]] == ["pod-affinity"]
+    pod_lists = [r for r in fake.requests if r["method"] == "GET" and r["path"] == "/api/v1/namespaces/default/pods"]
+    assert any(r["query"].get("labelSelector") == "app in (db)" for r in pod_lists)

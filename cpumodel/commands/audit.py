@@ -13,6 +13,7 @@ from cpumodel.core.catalog import Catalog
 from cpumodel.core.highest_common import analyse_common
 from cpumodel.core.migration import MigrationEngine
 from cpumodel.core.nodes import split_nodes
+from cpumodel.core.pod_affinity import terms_of
 from cpumodel.errors import ExitCode
 from cpumodel.output.audit_report import render_table, to_document
 from cpumodel.output.render import names
@@ -52,8 +53,10 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     catalog = Catalog.load()
     engine = MigrationEngine(nodes, kubevirt)
     node_set = split_nodes(nodes, engine.cpu)  # one CPU view per node, shared with the engine
+    wanted = [(t, vm.namespace) for vm in vms
+              for t in terms_of(vm, vmis.get((vm.namespace, vm.name)))]
     result = audit_cluster(catalog, engine, node_set, analyse_common(catalog, node_set, kubevirt), vms, vmis, pods,
-                           reader.cpu_profiles(vms))
+                           reader.cpu_profiles(vms), reader.pods_for(wanted) if wanted else ())
     if not vms and o.common.fmt not in ("json", "yaml"):
         env.warn("no VirtualMachines found%s" % (" in namespace %s" % namespace if namespace else ""))
     emit(env, o.common, lambda: to_document(result, uncollected), lambda style: render_table(result, style),

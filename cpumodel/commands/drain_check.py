@@ -70,7 +70,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
                       reader.vm_labels(MAINTAIN_MODE_LABEL), harvester)
     uncollected = note_uncollected(env, reader.source)
     engine = MigrationEngine(nodes, kubevirt)
-    planner = DrainPlanner(Catalog.load(), engine, cluster_obsolete_models(kubevirt))
+    wanted = [(t, vm.vmi.namespace) for vm in vms for t in vm.vmi.pod_terms]
+    planner = DrainPlanner(Catalog.load(), engine, cluster_obsolete_models(kubevirt),
+                           reader.pods_for(wanted) if wanted else ())
     if o.nodes:
         result = planner.check(o.nodes, vms)
         emit(env, o.common, lambda: to_document(result, uncollected), lambda style: render_table(result, style),

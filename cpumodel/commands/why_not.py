@@ -10,6 +10,7 @@ from cpumodel.commands.context import (Common, Environment, Problems, checked_na
                                        open_source, parse_vm_reference)
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.migration import VmState, current_launcher
+from cpumodel.core.pod_affinity import placements, terms_of
 from cpumodel.core.why_not import MigrationAttempt, explain
 from cpumodel.errors import ExitCode, NotFound
 from cpumodel.output.render import names
@@ -91,7 +92,10 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     pod = current_launcher(vmi, reader.launcher_pods(vmi)) if vmi is not None and vmi.running else None
     attempts, events = _history(reader, namespace, vmi)
     profile = reader.cpu_profiles([vm]).get((vm.namespace, vm.name)) if vm is not None else None
-    state = VmState(o.name, namespace, vm, vmi, pod, profile)
+    terms = terms_of(vm, vmi)
+    nearby = placements(terms, namespace, reader.pods_for([(t, namespace) for t in terms]),
+                        {n.name: n for n in nodes}) if terms else ()
+    state = VmState(o.name, namespace, vm, vmi, pod, profile, nearby)
     result = explain(Catalog.load(), state, nodes, reader.kubevirt(), o.node, attempts, events)
     emit(env, o.common, lambda: to_document(result), lambda style: render_table(result, style),
          lambda: names("node", accepting_nodes(result)))

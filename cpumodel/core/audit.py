@@ -15,6 +15,7 @@ from cpumodel.core.highest_common import CommonResult
 from cpumodel.core.launcher_pod import migrated_before, start_vmi
 from cpumodel.core.migration import MigrationEngine, Situation, VmState, current_launcher, live_migratable
 from cpumodel.core.nodes import NodeSet
+from cpumodel.core.pod_affinity import Placement, placements, terms_of
 from cpumodel.objects import HOST_MODEL, HOST_PASSTHROUGH, CpuProfile, Pod, VirtualMachine, VirtualMachineInstance
 
 NAMED = "named"
@@ -129,11 +130,11 @@ class Auditor:
         return count, names
 
     def audit(self, vm: VirtualMachine, vmi: Optional[VirtualMachineInstance], pods: Sequence[Pod],
-              profile: Optional[CpuProfile] = None) -> VmAudit:
+              profile: Optional[CpuProfile] = None, nearby: Tuple[Placement, ...] = ()) -> VmAudit:
         running = vmi is not None and vmi.running
         launcher = current_launcher(vmi, pods) if running else None  # type: ignore[arg-type]
         s = self.engine.situation(VmState(vm.name, vm.namespace, vm, vmi if running else None, launcher,
-                                          profile))
+                                          profile, nearby))
         cpu = cpu_choice(vm, self.cluster_default, profile)
         reach, reachable = self.reach(s)
         sticky = running and s.vmi.cpu_model == HOST_MODEL and migrated_before(launcher)  # type: ignore[union-attr]
@@ -228,11 +229,15 @@ def fixes(vms: Sequence[VmAudit], recommended: Optional[str]) -> Tuple[AuditFix,
 def audit_cluster(catalog: Catalog, engine: MigrationEngine, node_set: NodeSet, common: CommonResult,
                   vms: Sequence[VirtualMachine], vmis: Dict[Tuple[str, str], VirtualMachineInstance],
                   pods: Dict[str, List[Pod]],
-                  profiles: Optional[Dict[Tuple[str, str], CpuProfile]] = None) -> AuditResult:
+                  profiles: Optional[Dict[Tuple[str, str], CpuProfile]] = None,
+                  nearby_pods: Sequence[Pod] = ()) -> AuditResult:
+    """`nearby_pods`: the pods the VMs' pod (anti-)affinity terms look at."""
     auditor = Auditor(catalog, engine, node_set, common)
     results = []
     for vm in sorted(vms, key=lambda v: (v.namespace, v.name)):
         vmi = vmis.get((vm.namespace, vm.name))
+        terms = terms_of(vm, vmi)
+        nearby = placements(terms, vm.namespace, nearby_pods, engine.by_name) if terms else ()
         results.append(auditor.audit(vm, vmi, pods.get(vmi.uid, []) if vmi else [],
-                                     (profiles or {}).get((vm.namespace, vm.name))))
+                                     (profiles or {}).get((vm.namespace, vm.name)), nearby))
     return AuditResult(tuple(results), len(auditor.capable), common.recommended, fixes(results, common.recommended))

@@ -17,9 +17,10 @@ from dataclasses import dataclass, replace
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from cpumodel.core.catalog import Catalog
-from cpumodel.core.migration import (MigrationEngine, Situation, VmState, failure_key, failure_origin,
+from cpumodel.core.migration import (ORIGIN_POD_AFFINITY, MigrationEngine, Situation, VmState, failure_key, failure_origin,
                                      libvirt_warnings, live_migratable, needs_cpu_fix, vm_reasons)
 from cpumodel.core.nodes import split_nodes
+from cpumodel.core.pod_affinity import placements, violations
 from cpumodel.core.reasons import Category, Reason
 from cpumodel.objects import KubeVirtConfig, Node, Pod, VirtualMachineInstance
 
@@ -153,8 +154,9 @@ def decide(strategy: str, maintain_mode: Optional[str], live: bool, has_target: 
 class DrainPlanner:
     """Drain checks over one engine: the nodes that could ever take a VM, and work shared between steps."""
 
-    def __init__(self, catalog: Catalog, engine: MigrationEngine, obsolete: frozenset):
-        self.catalog, self.engine, self.obsolete = catalog, engine, obsolete
+    def __init__(self, catalog: Catalog, engine: MigrationEngine, obsolete: frozenset, pods: Sequence[Pod] = ()):
+        """`pods`: those the VMs' pod (anti-)affinity terms look at."""
+        self.catalog, self.engine, self.obsolete, self.pods = catalog, engine, obsolete, tuple(pods)
         capable = {n.name for n in split_nodes(engine.nodes, engine.cpu).capable}
         # Targets are VM-capable, schedulable and Ready; a step also leaves out the drained nodes.
         self.eligible = frozenset(n.name for n in engine.nodes if n.name in capable and not n.unschedulable
@@ -172,7 +174,9 @@ class DrainPlanner:
         candidates = len(self.eligible - gone)
         results, blocked_states = [], []
         for vm in sorted(running, key=lambda r: (r.vmi.namespace, r.vmi.name)):
-            state = VmState(vm.vmi.name, vm.vmi.namespace, None, vm.vmi, vm.launcher)
+            nearby = placements(vm.vmi.pod_terms, vm.vmi.namespace, self.pods, self.engine.by_name) \
+                if vm.vmi.pod_terms else ()
+            state = VmState(vm.vmi.name, vm.vmi.namespace, None, vm.vmi, vm.launcher, None, nearby)
             s = self.engine.situation(state)
             targets = Targets(self.pool(s), gone)
             strategy = eviction_strategy(vm.vmi, self.engine.kubevirt)
@@ -204,7 +208,17 @@ class DrainPlanner:
                 origin = failure_origin(sample, s.constraints)
                 why = "required because %s" % origin if origin else category.value
                 keys.append(BlockingKey(category, key, why, count))
+        keys += self.pod_blocking_keys(s, gone)
         return tuple(sorted(keys, key=lambda k: (-k.nodes, k.category.rank, k.key or "")))
+
+    def pod_blocking_keys(self, s: Situation, gone: FrozenSet[str]) -> List[BlockingKey]:
+        """The VM's pod (anti-)affinity terms, each with the number of candidates it rules out."""
+        counts: Dict[str, int] = {}
+        for name in self.eligible - gone:
+            for p, _ in violations(s.placements, s.own_labels, self.engine.by_name[name]):
+                counts[p.term.topology_key] = counts.get(p.term.topology_key, 0) + 1
+        return [BlockingKey(Category.POD_AFFINITY, key, "required because %s" % ORIGIN_POD_AFFINITY, count)
+                for key, count in counts.items()]
 
     def warnings(self, s: Situation, vm: RunningVm, targets: Targets) -> Tuple[DrainWarning, ...]:
         """What the labels allow but libvirt or QEMU is known to refuse (never changes the action)."""

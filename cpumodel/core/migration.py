@@ -3,7 +3,8 @@
 A VM's `Situation` holds the predicted pod constraints (launcher_pod.py). Checking a node
 splits in two: the VM-wide checks (not running, not live-migratable, the source node, a
 target pod KubeVirt cannot build) and the node checks the scheduler makes (nodeSelector,
-required node affinity, cordon, taints, readiness; docs/kubevirt-rules.md §3.4, §4).
+required node affinity, cordon, taints, readiness; docs/kubevirt-rules.md §3.4, §4), plus the VM's
+own pod (anti-)affinity, which depends on where other pods run (pod_affinity.py, §3.6).
 
 The node checks depend only on the pod's `Demand` and on the few labels it names, so they
 are computed once per (demand, class of nodes that look alike to it) and shared by every
@@ -12,14 +13,16 @@ demands × a few node classes, not 50 million evaluations.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
 
 from cpumodel.core import labels as L
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.labels import NodeCpu
 from cpumodel.core.nodes import NodeCpuCache
 from cpumodel.core.launcher_pod import Demand, PodConstraints, fresh_start, migration_target, start_vmi
+from cpumodel.core.pod_affinity import Placement, violations
+from cpumodel.core.pod_affinity import describe as describe_placement
 from cpumodel.core.reasons import CPU_CATEGORIES, Category, Reason, selector_category
 from cpumodel.core.selectors import describe_requirement, failing_requirements, untolerated_taints
 from cpumodel.objects import (HOST_MODEL, HOST_PASSTHROUGH, CpuProfile, KubeVirtConfig, Node, Pod, Requirement, Taint,
@@ -39,6 +42,7 @@ class VmState:
     vmi: Optional[VirtualMachineInstance]
     launcher: Optional[Pod]
     profile: Optional[CpuProfile] = None  # what the VM's instancetype and preference give its CPU
+    placements: Tuple[Placement, ...] = ()  # where pods its pod (anti-)affinity terms look for run
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class Situation:
     source_node: Optional[str]
     vmi: Optional[VirtualMachineInstance]
     constraints: PodConstraints
+    placements: Tuple[Placement, ...] = ()
+    own_labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ def situation(state: VmState, nodes: Dict[str, Node], kubevirt: Optional[KubeVir
         source = nodes.get(vmi.node_name)  # type: ignore[arg-type]
         cpu = cpu_of(source) if cpu_of is not None and source is not None else None
         constraints = migration_target(vmi, state.vm, kubevirt, state.launcher, source, cpu)
-        return Situation(state.name, True, vmi.node_name, vmi, constraints)
+        return Situation(state.name, True, vmi.node_name, vmi, constraints, state.placements, vmi.labels)
     if vmi is not None and vmi.phase in PENDING_PHASES:
         # Its launcher pod waits to be scheduled with the model written into the VMI at creation,
         # whatever the VM spec or the cluster default says now.
@@ -103,7 +109,8 @@ def situation(state: VmState, nodes: Dict[str, Node], kubevirt: Optional[KubeVir
         note = "%s is not running: showing whether a fresh start could land on each node" % state.name
         if state.profile is not None and state.profile.model and state.vm is not None and not state.vm.cpu_model:
             note += "; its CPU model %s comes from %s" % (state.profile.model, state.profile.instancetype)
-    return Situation(state.name, False, None, vmi, fresh_start(base, state.vm, kubevirt, note))  # type: ignore[arg-type]
+    return Situation(state.name, False, None, vmi, fresh_start(base, state.vm, kubevirt, note),  # type: ignore[arg-type]
+                     state.placements, base.labels if base is not None else {})
 
 
 def current_launcher(vmi: VirtualMachineInstance, pods: Sequence[Pod]) -> Optional[Pod]:
@@ -129,6 +136,16 @@ def vm_reasons(s: Situation, node: Node) -> List[Reason]:
     if s.constraints.blocked:
         reasons.append(Reason(Category.CPU_MODEL_MIGRATION, None, s.constraints.blocked))
     return reasons
+
+
+ORIGIN_POD_AFFINITY = "the VM spec's pod affinity (spec.template.spec.affinity), which KubeVirt copies to every " \
+                      "virt-launcher pod, migration targets included"
+
+
+def pod_reasons(s: Situation, node: Node) -> List[Reason]:
+    return [Reason(Category.POD_AFFINITY, p.term.topology_key,
+                   "%s; required because %s" % (describe_placement(p, node, pods), ORIGIN_POD_AFFINITY),
+                   ORIGIN_POD_AFFINITY) for p, pods in violations(s.placements, s.own_labels, node)]
 
 
 def node_failures(demand: Demand, node: Node) -> Tuple[Failure, ...]:
@@ -219,24 +236,31 @@ class MigrationEngine:
         """Every reason the node cannot take the VM, sorted by category then key."""
         found = vm_reasons(s, node)
         found += [failure_reason(f, node, s.constraints) for f in self.failures(s.constraints.demand, node)]
+        found += pod_reasons(s, node)
         return tuple(sorted(found, key=lambda r: r.sort_key))
 
     def accepts(self, s: Situation, node: Node) -> bool:
         """The verdict alone, without building messages (cluster-wide questions ask it millions of times)."""
-        return s.running and not vm_reasons(s, node) and not self.failures(s.constraints.demand, node)
+        return s.running and not vm_reasons(s, node) and not self.failures(s.constraints.demand, node) \
+            and not violations(s.placements, s.own_labels, node)
 
     def fitting(self, s: Situation) -> FrozenSet[str]:
-        """Every node the scheduler would place the pod on: one pass over the nodes per distinct demand."""
+        """Every node the scheduler would place the pod on: one pass over the nodes per distinct demand,
+        then the VM's own pod (anti-)affinity, which depends on the node itself."""
         if s.constraints.blocked:
             return frozenset()
         demand = s.constraints.demand
         found = self._fitting.get(demand)
         if found is None:
             found = self._fitting[demand] = frozenset(n.name for n in self.nodes if not self.failures(demand, n))
+        if s.placements:
+            found = frozenset(n for n in found if not violations(s.placements, s.own_labels, self.by_name[n]))
         return found
 
     def fitting_among(self, s: Situation, names: FrozenSet[str]) -> FrozenSet[str]:
         """`fitting` within a fixed set of nodes, shared by every VM with the same demand."""
+        if s.placements:
+            return self.fitting(s) & names
         key = (s.constraints.demand, names)
         found = self._fitting_among.get(key)
         if found is None:

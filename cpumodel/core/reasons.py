@@ -23,6 +23,7 @@ class Category(str, enum.Enum):
     SCHEDULABLE = "schedulable"
     NODE_SELECTOR = "node-selector"
     NODE_AFFINITY = "node-affinity"
+    POD_AFFINITY = "pod-affinity"
     CORDONED = "cordoned"
     TAINT = "taint"
     NOT_READY = "not-ready"

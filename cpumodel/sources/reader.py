@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from cpumodel import objects
+from cpumodel.core.pod_affinity import pod_queries
 from cpumodel.core.platform import ClusterConfig, detect_platform, owned_config
 from cpumodel.errors import NotFound, SourceError
 from cpumodel.sources import resources as r
@@ -203,6 +204,16 @@ class ClusterReader:
             pods += [objects.parse_pod(p) for p in self.source.list(
                 r.PODS, namespace, label_selector="%s,kubevirt.io/created-by in (%s)" % (base, chunk))]
         return pods
+
+    def pods_for(self, wanted: List[Tuple[objects.PodAffinityTerm, str]]) -> List[objects.Pod]:
+        """The pods that pod (anti-)affinity terms look at, each listed once: one label-selected list per
+        distinct (namespace, selector), never every pod of the cluster unless a term selects them all."""
+        seen: Dict[str, objects.Pod] = {}
+        for namespace, selector in pod_queries(wanted):
+            for raw in self.source.list(r.PODS, namespace, label_selector=selector or None):
+                pod = objects.parse_pod(raw)
+                seen.setdefault(pod.uid or "%s/%s" % (pod.namespace, pod.name), pod)
+        return list(seen.values())
 
     def vm_labels(self, key: str) -> Dict[Tuple[str, str], str]:
         """(namespace, name) -> value of one label, for the VMs in any namespace that carry it."""
