@@ -248,6 +248,7 @@ class KubeVirtConfig:
     feature_gates: frozenset = frozenset()
     hco_owner: Optional[str] = None  # the HyperConverged CR that owns this one (OpenShift Virtualization)
     model_owner: Optional[FieldRef] = None  # where the cluster default is owned, when not in this CR
+    vendor_rule: Optional[bool] = None  # seen on a migration target pod; None: decided by the version
 
     @property
     def model_field(self) -> FieldRef:

@@ -211,3 +211,45 @@ def test_pod_anti_affinity_live_reads_only_the_selected_pods(live_env, fake):
     assert [r["category"] for r in doc["reasons"]] == ["pod-affinity"]
     pod_lists = [r for r in fake.requests if r["method"] == "GET" and r["path"] == "/api/v1/namespaces/default/pods"]
     assert any(r["query"].get("labelSelector") == "app in (db)" for r in pod_lists)
+
+
+def vendor_cluster(version, target_selector):
+    """A named-model VM on Intel n1 that came there by migration (its launcher is a target pod), and an
+    AMD n2 offering the same model; `target_selector` is what KubeVirt wrote into that target pod."""
+    vm = kv.vm("app", model="Broadwell-IBRS")
+    vmi = kv.vmi_of(vm, "n1")
+    pod = kv.launcher(vmi, node_selector=target_selector)
+    pod["metadata"]["labels"]["kubevirt.io/migrationJobUID"] = "uid-mig-1"
+    return [kv.cpu_node("n1", "Broadwell-IBRS", ["Broadwell-IBRS"]),
+            kv.cpu_node("n2", "EPYC", ["Broadwell-IBRS"], vendor="AMD"), kv.kubevirt(version), vm, vmi, pod]
+
+
+def why_with_warnings(tmp_path, objects, *args):
+    path = tmp_path / "snap.yaml"
+    path.write_text(yaml.safe_dump_all(objects))
+    proc = run_cli(["why-not"] + list(args) + ["-f", str(path), "-o", "json"], offline=True)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout), proc.stderr
+
+
+def test_a_target_pod_with_the_vendor_selector_outranks_an_old_version(tmp_path):
+    doc, stderr = why_with_warnings(tmp_path, vendor_cluster("v1.7.0", {"cpu-vendor.node.kubevirt.io/Intel": "true"}),
+                                    "vm/app", "n2")
+    assert [r["key"] for r in doc["reasons"]] == ["cpu-vendor.node.kubevirt.io/Intel"]
+    assert "KubeVirt v1.7.0 does not add the source node's cpu-vendor selector" in stderr
+    assert "newest target pod default/virt-launcher-app-abcde carries one: following the pod" in stderr
+    # Without the evidence the version decides: v1.7.0 has no vendor rule.
+    plain = vendor_cluster("v1.7.0", None)
+    del plain[-1]["metadata"]["labels"]["kubevirt.io/migrationJobUID"]
+    doc, stderr = why_with_warnings(tmp_path, plain, "vm/app", "n2")
+    assert doc["migratable"] is True and stderr == ""
+
+
+def test_a_target_pod_without_the_vendor_selector_outranks_a_new_version(tmp_path):
+    doc, stderr = why_with_warnings(tmp_path, vendor_cluster("v1.8.1", None), "vm/app", "n2")
+    assert doc["migratable"] is True
+    assert "KubeVirt v1.8.1 adds the source node's cpu-vendor selector" in stderr and "carries none: following the pod" in stderr
+    path = tmp_path / "snap.yaml"
+    for command in (["drain-check", "n1"], ["audit"]):
+        proc = run_cli(command + ["-f", str(path)], offline=True)
+        assert proc.returncode == 0 and "following the pod" in proc.stderr

@@ -11,6 +11,7 @@ from cpumodel.commands.context import (Common, Environment, Problems, checked_se
 from cpumodel.core.audit import audit_cluster
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.highest_common import analyse_common
+from cpumodel.core.launcher_pod import observe_vendor_rule
 from cpumodel.core.migration import MigrationEngine
 from cpumodel.core.nodes import split_nodes
 from cpumodel.core.pod_affinity import terms_of
@@ -47,8 +48,12 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     kubevirt = reader.kubevirt()
     vmis: Dict[tuple, objects.VirtualMachineInstance] = {(v.namespace, v.name): v for v in reader.vmis(namespace)}
     pods: Dict[str, List[objects.Pod]] = {}
-    for pod in reader.launchers(namespace):
+    launchers = reader.launchers(namespace)
+    for pod in launchers:
         pods.setdefault(pod.labels.get("kubevirt.io/created-by", ""), []).append(pod)
+    kubevirt, note = observe_vendor_rule(kubevirt, launchers, nodes)
+    if note:
+        env.warn(note)
     uncollected = note_uncollected(env, reader.source)
     catalog = Catalog.load()
     engine = MigrationEngine(nodes, kubevirt)

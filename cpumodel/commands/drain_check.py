@@ -11,6 +11,7 @@ from cpumodel.commands.context import (Common, Environment, Problems, checked_na
 from cpumodel.core.api_selectors import matches, parse_selector
 from cpumodel.core.catalog import Catalog, cluster_obsolete_models
 from cpumodel.core.drain import MAINTAIN_MODE_LABEL, DrainPlanner, RunningVm
+from cpumodel.core.launcher_pod import observe_vendor_rule
 from cpumodel.core.migration import MigrationEngine, current_launcher
 from cpumodel.core.nodes import split_nodes
 from cpumodel.errors import ExitCode, UsageError
@@ -66,8 +67,11 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     kubevirt = reader.kubevirt()
     harvester = reader.harvester_chart() is not None
     vmis = reader.vmis_on(list(o.nodes)) if o.nodes else reader.vmis()
-    vms = running_vms(vmis, reader.launchers(None, vmis if o.nodes else None),
-                      reader.vm_labels(MAINTAIN_MODE_LABEL), harvester)
+    launchers = reader.launchers(None, vmis if o.nodes else None)
+    vms = running_vms(vmis, launchers, reader.vm_labels(MAINTAIN_MODE_LABEL), harvester)
+    kubevirt, note = observe_vendor_rule(kubevirt, launchers, nodes)
+    if note:
+        env.warn(note)
     uncollected = note_uncollected(env, reader.source)
     engine = MigrationEngine(nodes, kubevirt)
     wanted = [(t, vm.vmi.namespace) for vm in vms for t in vm.vmi.pod_terms]

@@ -9,6 +9,7 @@ from cpumodel import objects
 from cpumodel.commands.context import (Common, Environment, Problems, checked_names, common_options, emit,
                                        open_source, parse_vm_reference)
 from cpumodel.core.catalog import Catalog
+from cpumodel.core.launcher_pod import observe_vendor_rule
 from cpumodel.core.migration import VmState, current_launcher
 from cpumodel.core.pod_affinity import placements, terms_of
 from cpumodel.core.why_not import MigrationAttempt, explain
@@ -89,14 +90,19 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     nodes: List[objects.Node] = reader.nodes()
     if o.node and o.node not in {n.name for n in nodes}:
         reader.node(o.node)  # raises a clean not-found error
-    pod = current_launcher(vmi, reader.launcher_pods(vmi)) if vmi is not None and vmi.running else None
+    launchers = reader.launcher_pods(vmi) if vmi is not None else []
+    pod = current_launcher(vmi, launchers) if vmi is not None and vmi.running else None
     attempts, events = _history(reader, namespace, vmi)
+    kubevirt, note = observe_vendor_rule(reader.kubevirt(), launchers + [p for a in attempts for p, _ in a.target_pods],
+                                         nodes)
+    if note:
+        env.warn(note)
     profile = reader.cpu_profiles([vm]).get((vm.namespace, vm.name)) if vm is not None else None
     terms = terms_of(vm, vmi)
     nearby = placements(terms, namespace, reader.pods_for([(t, namespace) for t in terms]),
                         {n.name: n for n in nodes}) if terms else ()
     state = VmState(o.name, namespace, vm, vmi, pod, profile, nearby)
-    result = explain(Catalog.load(), state, nodes, reader.kubevirt(), o.node, attempts, events)
+    result = explain(Catalog.load(), state, nodes, kubevirt, o.node, attempts, events)
     emit(env, o.common, lambda: to_document(result), lambda style: render_table(result, style),
          lambda: names("node", accepting_nodes(result)))
     return ExitCode.BLOCKED if o.exit_code and not result.migratable else ExitCode.OK

@@ -7,7 +7,7 @@ host-model rule of prepareNodeSelectorForHostCpuModel), with the version gates o
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from cpumodel.core import labels as L
 from cpumodel.core.selectors import add_does_not_exist
@@ -118,6 +118,35 @@ def has_vendor_rule(version: Version) -> bool:
 def has_machine_type_rule(version: Version) -> bool:
     """The machine-type selector first shipped in v1.5.1 (kubevirt PR #13690)."""
     return version >= (1, 5, 1)
+
+
+MIGRATION_JOB_LABEL = "kubevirt.io/migrationJobUID"  # on every pod KubeVirt created as a migration target
+
+
+def observe_vendor_rule(kubevirt: Optional[KubeVirtConfig], pods: Sequence[Pod], nodes: Sequence[Node]
+                        ) -> Tuple[Optional[KubeVirtConfig], Optional[str]]:
+    """Whether this cluster's KubeVirt adds the source vendor to migration targets, as its newest target pod
+    shows (kubevirt-rules §5): the rule came and went between patch releases and builds, so a pod KubeVirt
+    rendered outranks the version number. A pod without the key proves nothing unless every node carries a
+    vendor label (the source did too). Returns the configuration to use and a note when the two disagree."""
+    targets = [p for p in pods if MIGRATION_JOB_LABEL in p.labels]
+    if kubevirt is None or not targets:
+        return kubevirt, None
+    newest = max(targets, key=lambda p: (p.created, p.name))
+    seen: Optional[bool] = any(k.startswith(L.CPU_VENDOR) for k in newest.node_selector)
+    labelled = [n for n in nodes if any(k.startswith(L.CPU_MODEL) for k in n.labels)]
+    if not seen and not (labelled and all(any(k.startswith(L.CPU_VENDOR) for k in n.labels) for n in labelled)):
+        seen = None
+    if seen is None:
+        return kubevirt, None
+    expected = has_vendor_rule(kubevirt.release) if kubevirt.release else None
+    note = None
+    if expected is not None and expected != seen:
+        note = ("KubeVirt %s %s the source node's cpu-vendor selector to migration targets by its version, but the "
+                "newest target pod %s/%s carries %s: following the pod" % (
+                    kubevirt.version, "adds" if expected else "does not add", newest.namespace, newest.name,
+                    "one" if seen else "none"))
+    return replace(kubevirt, vendor_rule=seen), note
 
 
 def model_origin(vm: Optional[VirtualMachine], kubevirt: Optional[KubeVirtConfig], model: Optional[str]) -> str:
@@ -267,7 +296,11 @@ def migration_target(vmi: VirtualMachineInstance, vm: Optional[VirtualMachine], 
         pod.notes.append(unknown)
     if vmi.cpu_model == HOST_MODEL:
         _add_host_model_rule(pod, source_pod, source_node, source_cpu)
-    if has_vendor_rule(version):
+    if kubevirt is not None and kubevirt.vendor_rule is not None:
+        vendor_rule = kubevirt.vendor_rule  # seen on a target pod: it outranks the version number
+    else:
+        vendor_rule = has_vendor_rule(version)
+    if vendor_rule:
         _add_vendor_rule(pod, source_node, source_cpu)
     return pod.freeze()
 
