@@ -63,10 +63,9 @@ def test_preferred_cpu_features_become_selectors_unless_the_vm_names_them(live_e
 def test_set_refuses_a_model_beside_an_instancetype_that_sets_one(live_env, fake, sized_vm):
     proc = run_cli(["set", "vm/sized", "vm/web-1", "Skylake-Server-IBRS"], env=live_env)
     assert proc.returncode == 1
-    assert proc.stderr == ("error: vm/sized (from VirtualMachineClusterInstancetype/u1.large: Cascadelake-Server) "
-                           "takes the CPU model from an instancetype, and KubeVirt rejects a VM that also sets "
-                           "spec.template.spec.domain.cpu.model: change the instancetype's spec.cpu.model, or leave "
-                           "these VMs out\n")
+    assert proc.stderr == ("error: vm/sized takes its model from VirtualMachineClusterInstancetype/u1.large "
+                           "(Cascadelake-Server), and KubeVirt rejects a VM that also sets one: change the "
+                           "instancetype's spec.cpu.model instead; leave it out or use --clear\n")
     assert not [r for r in fake.requests if r["method"] == "PATCH"]  # nothing written, not even web-1
     cleared = run_cli(["set", "vm/sized", "--clear", "--dry-run=client"], env=live_env)
     assert cleared.returncode == 0, cleared.stderr  # --clear is what an instancetype wants
@@ -88,3 +87,13 @@ def test_set_cluster_counts_instancetype_vms_as_keeping_their_model(live_env, si
     assert "default/sized (Cascadelake-Server from VirtualMachineClusterInstancetype/u1.large)" in keep
     adopt = next(line for line in proc.stderr.splitlines() if "adopt it" in line)
     assert "default/sized" not in adopt
+
+
+def test_set_refuses_a_named_model_for_an_arm64_vm(live_env, fake):
+    fake.add(kv.vm("pi", running=False, architecture="arm64", domain={"machine": {"type": "virt"}}))
+    proc = run_cli(["set", "vm/pi", "Skylake-Server-IBRS"], env=live_env)
+    assert proc.returncode == 1
+    assert proc.stderr == ("error: vm/pi is arm64, where KubeVirt accepts only host-passthrough; leave it out or "
+                           "use --clear\n")
+    assert run_cli(["set", "vm/pi", "host-passthrough", "--dry-run=client"], env=live_env).returncode == 0
+    assert not [r for r in fake.requests if r["method"] == "PATCH"]

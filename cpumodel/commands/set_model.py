@@ -10,7 +10,7 @@ from cpumodel.commands.context import (Common, Environment, Problems, checked_se
 from cpumodel.core.nodes import Summarizer, split_nodes
 from cpumodel.core.platform import OPENSHIFT, ClusterConfig
 from cpumodel.core.plan import (CHART_MODEL_PATH, KUBEVIRT_MODEL_PATH, VM_MODEL_PATH, check_model, cluster_impact,
-                                field_patch, get_path, merge_patch)
+                                field_patch, get_path, kubevirt_rejection, merge_patch)
 from cpumodel.errors import Conflict, NotFound, SourceError, UsageError
 from cpumodel.output.set_report import (changed_lines, failed_line, impact_lines, objects_document, restart_pending,
                                         result_entry, unchanged_line)
@@ -236,23 +236,22 @@ def select_vms(reader: ClusterReader, o: Options):
     return vms
 
 
-def refuse_instancetype_models(reader: ClusterReader, vms, o: Options) -> None:
-    """KubeVirt rejects a VM that sets cpu.model beside an instancetype that sets one (pkg/instancetype/apply
-    validateCPU): refuse before anything is written, naming the instancetype."""
+def refuse_rejected_models(reader: ClusterReader, vms, o: Options) -> None:
+    """Refuse, before anything is written, a model KubeVirt's admission would reject for some VM (an arm64 VM,
+    or one whose instancetype sets a model); --clear is always allowed."""
     if o.model is None:
-        return  # --clear: a VM without a model of its own is what an instancetype wants
+        return
     profiles = reader.cpu_profiles([vm for vm, _ in vms])
-    taken = ["vm/%s (from %s: %s)" % (vm.name, p.instancetype, p.model)
-             for vm, _ in vms for p in [profiles.get((vm.namespace, vm.name))] if p is not None and p.model]
-    if taken:
-        raise UsageError("%s take%s the CPU model from an instancetype, and KubeVirt rejects a VM that also sets "
-                         "spec.template.spec.domain.cpu.model: change the instancetype's spec.cpu.model, or leave "
-                         "these VMs out" % (", ".join(taken), "s" if len(taken) == 1 else ""))
+    rejected = [why for vm, _ in vms for why in [kubevirt_rejection(vm, o.model, profiles.get((vm.namespace, vm.name)))]
+                if why]
+    if rejected:
+        raise UsageError("%s; leave %s out or use --clear" % ("; ".join(rejected),
+                                                            "it" if len(rejected) == 1 else "these VMs"))
 
 
 def run_vms(reader: ClusterReader, o: Options, env: Environment) -> int:
     vms = select_vms(reader, o)
-    refuse_instancetype_models(reader, vms, o)
+    refuse_rejected_models(reader, vms, o)
     check_against_nodes(reader, o, env, require_all=False)
     listed = o.dry_run == "client" and not o.vm_names  # -l/--all: the list already has every object
     changes = [Change(r.VMS, vm.namespace, vm.name, VM_MODEL_PATH, "cpu model", raw if listed else None)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from cpumodel.core.nodes import NodeSet
-from cpumodel.objects import CPU_MODES, KUBEVIRT_MODEL_PATH, CpuProfile, VirtualMachine
+from cpumodel.objects import CPU_MODES, HOST_PASSTHROUGH, KUBEVIRT_MODEL_PATH, CpuProfile, VirtualMachine
 
 VM_MODEL_PATH = ("spec", "template", "spec", "domain", "cpu", "model")
 CHART_MODEL_PATH = ("spec", "values", "kubevirt", "spec", "configuration", "cpuModel")
@@ -48,6 +48,18 @@ def check_model(model: str, node_set: NodeSet, require_all: bool) -> ModelCheck:
     warn = ("%s is not usable on %s: VMs with it can never run or migrate there" % (model, ", ".join(missing)),) \
         if missing else ()
     return ModelCheck(supported, missing, None, warn)
+
+
+def kubevirt_rejection(vm: VirtualMachine, model: str, profile: Optional[CpuProfile]) -> Optional[str]:
+    """Why KubeVirt's admission would refuse this VM with this model of its own, or None (kubevirt-rules §2.2)."""
+    if (vm.template.architecture or "").lower() == "arm64" and model != HOST_PASSTHROUGH:
+        # pkg/virt-api/webhooks/arm64.go validateCPUModel
+        return "vm/%s is arm64, where KubeVirt accepts only host-passthrough" % vm.name
+    if profile is not None and profile.model:
+        # pkg/instancetype/apply validateCPU: the VM and its instancetype may not both set a model
+        return ("vm/%s takes its model from %s (%s), and KubeVirt rejects a VM that also sets one: change the "
+                "instancetype's spec.cpu.model instead" % (vm.name, profile.instancetype, profile.model))
+    return None
 
 
 def did_you_mean(model: str, node_set: NodeSet) -> str:
