@@ -2,7 +2,9 @@
 """Benchmark kubectl-cpumodel against real kubectl on synthetic clusters served by the fake API server.
 
 Usage: python benchmarks/run.py [--sizes 500,2000,5000] [--vms 10000] [--repeat 1]
-Prints, per cluster size and measured in the same run: wall time and peak RSS of each plugin
+The plugin runs as a krew user runs it: the krew archive's tree (tools/build_dist.py: the launcher,
+the package and its vendored dependencies) under the interpreter beneath this venv, so no dev-only
+import hooks of an editable install are measured. Prints, per cluster size and measured in the same run: wall time and peak RSS of each plugin
 command and of `kubectl get nodes --show-labels` / `-o json` on the same server, the ratios
 to `kubectl get nodes --show-labels`, and the API requests each command made; then the
 `--help` start-up time beside `python3 -c pass`. Not part of the test suite.
@@ -26,13 +28,29 @@ sys.path.insert(0, ROOT)
 
 from testkit.harness import kubectl_binary, write_kubeconfig  # noqa: E402
 
-LAUNCHER = os.path.join(ROOT, "kubectl-cpumodel")
 LABELS = "kubectl get nodes --show-labels"
 LABELS_AND_VMIS = "kubectl --show-labels + get vmis -A"
 # command -> (wall target, the wall baseline, RSS target against kubectl --show-labels)
 TARGETS = {"common": (0.25, LABELS, 0.25), "diff (matrix)": (0.35, LABELS, 0.35),
            "why-not vm/x": (0.35, LABELS, 0.35), "drain-check NODE (100 VMs)": (0.4, LABELS, 0.5),
            "audit -A": (0.5, LABELS_AND_VMIS, 0.5), "drain-check --all": (1.0, LABELS_AND_VMIS, 0.5)}
+# Small clusters, where start-up is most of the wait: wall time only (issue "Fast on real clusters").
+SMALL = 20
+SMALL_TARGETS = {"common": 2.0, "why-not vm/x": 3.0}
+
+
+def krew_tree(tmp: str) -> List[str]:
+    """The command that runs the plugin from the krew archive's tree, as a krew user's python3 would: an
+    empty virtual environment stands for a plain system interpreter (this machine's own carries many
+    packages whose .pth files every start would pay for)."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import build_dist
+    import venv
+
+    stage = os.path.join(tmp, "krew-tree")
+    build_dist.stage_tree(stage)
+    venv.create(os.path.join(tmp, "python"), with_pip=False)
+    return [os.path.join(tmp, "python", "bin", "python3"), os.path.join(stage, "kubectl-cpumodel")]
 
 
 def measure(cmd: List[str], env: Dict[str, str]) -> Tuple[float, float]:
@@ -84,13 +102,12 @@ def request_count(url: str) -> int:
         return json.load(resp)["count"]
 
 
-def bench_size(nodes: int, vms: int, repeat: int, kubectl: str) -> List[dict]:
+def bench_size(nodes: int, vms: int, repeat: int, kubectl: str, plugin: List[str]) -> List[dict]:
     server, url = start_server(nodes, vms)
     rows = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             env = dict(os.environ, KUBECONFIG=write_kubeconfig(os.path.join(tmp, "kc"), url))
-            plugin = [sys.executable, LAUNCHER]
             commands = [
                 ("common", plugin + ["common"]),
                 ("diff (matrix)", plugin + ["diff"]),
@@ -130,7 +147,7 @@ def bench_size(nodes: int, vms: int, repeat: int, kubectl: str) -> List[dict]:
     return rows
 
 
-def startup(repeat: int = 15) -> Tuple[float, float]:
+def startup(plugin: List[str], repeat: int = 15) -> Tuple[float, float]:
     def median_of(cmd):
         times = []
         for _ in range(repeat):
@@ -139,7 +156,7 @@ def startup(repeat: int = 15) -> Tuple[float, float]:
             times.append(time.perf_counter() - t)
         return statistics.median(times)
 
-    return median_of([sys.executable, LAUNCHER, "--help"]), median_of([sys.executable, "-c", "pass"])
+    return median_of(plugin + ["--help"]), median_of([plugin[0], "-c", "pass"])
 
 
 def report(rows: List[dict]) -> None:
@@ -155,8 +172,12 @@ def report(rows: List[dict]) -> None:
 def verdicts(rows: List[dict]) -> None:
     largest = max(r["size"] for r in rows)
     for r in rows:
+        small = SMALL_TARGETS.get(r["command"])
+        if r["size"] <= SMALL and small is not None:
+            print("- %s at %d nodes: wall %.2f× of %s (small-cluster target ≤ %.1f×): %s" % (
+                r["command"], r["size"], r["wall_ratio"], LABELS, small, "met" if r["wall_ratio"] <= small else "MISSED"))
         target = TARGETS.get(r["command"])
-        if r["size"] != largest or target is None:
+        if r["size"] != largest or target is None or r["size"] <= SMALL:
             continue
         wall_target, base, rss_target = target
         met = r["wall_ratio"] <= wall_target and r["rss_ratio"] <= rss_target
@@ -177,12 +198,14 @@ def main(argv: List[str]) -> int:
     print("machine: %s, %d cores, Python %s, kubectl %s" % (platform.platform(), os.cpu_count(),
                                                           platform.python_version(), os.path.basename(kubectl)))
     rows = []
-    for size in [int(s) for s in args.sizes.split(",")]:
-        rows += bench_size(size, args.vms, args.repeat, kubectl)
-    report(rows)
-    print()
-    verdicts(rows)
-    helped, bare = startup()
+    with tempfile.TemporaryDirectory() as tmp:
+        plugin = krew_tree(tmp)
+        for size in [int(s) for s in args.sizes.split(",")]:
+            rows += bench_size(size, args.vms, args.repeat, kubectl, plugin)
+        report(rows)
+        print()
+        verdicts(rows)
+        helped, bare = startup(plugin)
     print("- start-up: `--help` %.0f ms, `python3 -c pass` %.0f ms (%.1f×, target ≤ 3×)" % (
         helped * 1000, bare * 1000, helped / bare))
     return 0

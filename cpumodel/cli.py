@@ -1,7 +1,7 @@
 """Command line entry: dispatch to a command, and the one place errors become `error: …` and exit 1.
 
 Importing this module must stay cheap: `--help` never loads the kubernetes
-client, yaml or tabulate (a test checks sys.modules).
+client, yaml or HTTP stack (a test checks sys.modules).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The command line's shape: every subcommand, flag and help text, and nothing else.
 
 Kept apart from the commands' logic so that `--help`, the man page and shell
-completion build the parser without importing the core, the client, yaml or tabulate.
+completion build the parser without importing the core, the client or yaml.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional
 from cpumodel.core.highest_common import CommonResult
 from cpumodel.core.platform import NAMES, ClusterConfig
 from cpumodel.objects import FieldRef
-from cpumodel.output.render import TableStyle, brief_list, report, section, table, wrap_list
+from cpumodel.output.render import TableStyle, brief_list, key_values, report, section, table, wrap_list
 
 TABLE_LIMIT = 8  # held-back models and common models shown without -o wide
 
@@ -87,9 +87,7 @@ def _default_text(result: CommonResult) -> str:
 
 def render_table(result: CommonResult, config: ClusterConfig, style: TableStyle) -> str:
     wide = style.wide
-    from tabulate import tabulate
-
-    out = [tabulate(_summary_rows(result, config), tablefmt="plain", disable_numparse=True) + "\n"]
+    out = [key_values(_summary_rows(result, config))]
     if config.drift:
         out.append(textwrap.fill("Note: " + config.drift, 96, break_on_hyphens=False) + "\n")
     if result.vendor_groups:

@@ -66,6 +66,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], style: TableSty
     return "\n".join(out) + "\n"
 
 
+def key_values(rows: Sequence[Sequence[str]]) -> str:
+    """A summary block: labels padded to one width, two spaces, then the values."""
+    width = max((len(label) for label, _ in rows), default=0)
+    return "".join(("%s  %s" % (label.ljust(width), value)).rstrip() + "\n" for label, value in rows)
+
+
 def wrap_list(items: Sequence[str], width: int = 60, limit: int = 0) -> str:
     """A comma list wrapped to `width`; with `limit`, the rest summarised as `(+N more)`."""
     shown: List[str] = list(items[:limit]) if limit and len(items) > limit else list(items)

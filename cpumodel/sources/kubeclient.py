@@ -1,15 +1,13 @@
-"""Raw REST calls over urllib3 (the kubernetes client's own transport), and the one place that
-imports the `kubernetes` package: its kubeconfig loader owns auth-provider users (OIDC and
-friends) and their token refresh.
+"""Raw REST calls (transport.py carries them), and the one place that imports the `kubernetes`
+package: its kubeconfig loader owns auth-provider users (OIDC and friends) and their token refresh.
 
 Everything else about credentials is resolved in kubeconfig.py/credentials.py, the way
-client-go does it, and the pool is built the way the client's RESTClientObject builds it:
-importing the client costs a third of a second, most of a small cluster's wait, and its
-generated models are never needed. Requests go straight to the pool, so that repeated
-headers (one Impersonate-Group per group) are sent, gzip is decoded in one call, and
-responses are read as raw JSON into dicts: fast and indifferent to schema drift. Each request
-runs in a daemon thread while the caller waits in short steps, so `--request-timeout` bounds
-a request's whole duration and Ctrl-C stops a stalled request at once.
+client-go does it: importing the client costs a third of a second, most of a small cluster's
+wait, and its generated models are never needed. Requests carry repeated headers (one
+Impersonate-Group per group), gzip is decoded in one call, and responses are read as raw JSON
+into dicts: fast and indifferent to schema drift. Each request runs in a daemon thread while
+the caller waits in short steps, so `--request-timeout` bounds a request's whole duration and
+Ctrl-C stops a stalled request at once.
 """
 from __future__ import annotations
 
@@ -108,60 +106,34 @@ def tls_reason(exc: BaseException) -> str:
 
 
 def connection_error(exc: BaseException, access: Access, timeout: Optional[float]) -> SourceError:
-    import urllib3.exceptions as ue
+    import http.client
+    import socket
+    import ssl
+
+    from cpumodel.sources.transport import ProxyFailure
 
     server = access.server
-    reason = getattr(exc, "reason", None)
-    inner = reason if isinstance(reason, BaseException) else exc
-    text = str(inner)
-    if isinstance(inner, ue.ProxyError) or isinstance(exc, ue.ProxyError):
+    if isinstance(exc, ProxyFailure):
         return SourceError("cannot connect to %s through the proxy %s: %s" % (
-            server, access.proxy, str(getattr(inner, "original_error", inner)).splitlines()[0][:200]))
-    if isinstance(inner, ue.NameResolutionError) or "Name or service not known" in text or "nodename nor servname" in text:
+            server, access.proxy, str(exc.error).splitlines()[0][:200] or type(exc.error).__name__))
+    text = str(exc)
+    if isinstance(exc, socket.gaierror):
         return SourceError("cannot resolve the host of %s (DNS lookup failed)" % server)
-    if isinstance(inner, ue.SSLError) or isinstance(exc, ue.SSLError):
+    if isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
         return SourceError("TLS error talking to %s: %s" % (server, tls_reason(exc)))
-    if isinstance(inner, ue.NewConnectionError):
-        return SourceError("cannot connect to %s: connection refused or unreachable" % server)
-    if isinstance(inner, (ue.ReadTimeoutError, ue.ConnectTimeoutError)) or "timed out" in text:
+    if isinstance(exc, (socket.timeout, TimeoutError)):
         return timed_out(server, timeout)
-    if isinstance(exc, ue.ProtocolError) or isinstance(inner, (ConnectionResetError, BrokenPipeError)):
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, http.client.HTTPException)):
         return Transient("the connection to %s broke: %s" % (server, text.splitlines()[0][:200] if text else
-                                                              type(inner).__name__))
-    return SourceError("cannot talk to %s: %s" % (server, text.splitlines()[0][:200] if text else type(inner).__name__))
+                                                              type(exc).__name__))
+    if isinstance(exc, OSError) and exc.errno is not None:  # refused, no route, network down
+        return SourceError("cannot connect to %s: connection refused or unreachable" % server)
+    return SourceError("cannot talk to %s: %s" % (server, text.splitlines()[0][:200] if text else type(exc).__name__))
 
 
 def timed_out(server: str, timeout: Optional[float]) -> SourceError:
     limit = "%gs" % timeout if timeout else "the default"
     return SourceError("timed out after %s waiting for %s (raise --request-timeout)" % (limit, server))
-
-
-def build_pool(access: Access):
-    """urllib3's pool (or proxy pool) with the TLS settings of the Access, as the kubernetes client's
-    RESTClientObject builds it; importing urllib3 alone keeps a small cluster's answer fast."""
-    import urllib3
-
-    kwargs: Dict[str, Any] = {"num_pools": 4, "maxsize": 4, "retries": False,
-                              "cert_reqs": "CERT_REQUIRED" if access.verify else "CERT_NONE",
-                              "ca_certs": access.ca_file or _default_ca_bundle(),
-                              "cert_file": access.cert_file, "key_file": access.key_file}
-    if access.tls_server_name:
-        kwargs["server_hostname"] = access.tls_server_name
-    if not access.verify:  # kubectl says nothing per request about it; neither do we
-        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-    if access.proxy:
-        return urllib3.ProxyManager(access.proxy, **kwargs)
-    return urllib3.PoolManager(**kwargs)
-
-
-def _default_ca_bundle() -> Optional[str]:
-    """The CA bundle the kubernetes client falls back to (certifi's), else the system's."""
-    try:
-        import certifi
-
-        return certifi.where()
-    except ImportError:
-        return None
 
 
 def auth_provider_configuration(config: Dict[str, Any], context: str):
@@ -216,7 +188,9 @@ class KubeClient:
         self.log = log
         self.requests = 0
         self.provider = auth_provider_configuration(*access.auth_provider) if access.auth_provider else None
-        self._pool = build_pool(access)
+        from cpumodel.sources.transport import Transport
+
+        self._transport = Transport(access, timeout)
 
     def _log(self, method: str, path: str, query: Sequence[Tuple[str, str]], status: Any, started: float) -> None:
         if self.verbosity > 0:
@@ -226,61 +200,50 @@ class KubeClient:
             self.log.write("%s %s %s in %d milliseconds\n" % (method, self.server + url, status,
                                                                 (time.monotonic() - started) * 1000))
 
-    def _headers(self, accept: str, content_type: Optional[str]):
-        from urllib3 import HTTPHeaderDict
-
-        headers = HTTPHeaderDict({"Accept": accept, "Accept-Encoding": "gzip", "User-Agent": "kubectl-cpumodel"})
+    def _headers(self, accept: str, content_type: Optional[str]) -> List[Tuple[str, str]]:
+        headers = [("Accept", accept), ("Accept-Encoding", "gzip"), ("User-Agent", "kubectl-cpumodel")]
         if content_type:
-            headers["Content-Type"] = content_type
+            headers.append(("Content-Type", content_type))
         authorization = self.access.authorization
         if self.provider is not None:
             authorization = self.provider.get_api_key_with_prefix("authorization")
         if authorization:
-            headers["Authorization"] = authorization
+            headers.append(("Authorization", authorization))
         if self.access.impersonate_user:
-            headers["Impersonate-User"] = self.access.impersonate_user
+            headers.append(("Impersonate-User", self.access.impersonate_user))
         for group in self.access.impersonate_groups:
-            headers.add("Impersonate-Group", group)  # one header per group, as client-go sends them
+            headers.append(("Impersonate-Group", group))  # one header per group, as client-go sends them
         if self.access.impersonate_uid:
-            headers["Impersonate-Uid"] = self.access.impersonate_uid
+            headers.append(("Impersonate-Uid", self.access.impersonate_uid))
         return headers
 
-    def _exchange(self, method: str, url: str, headers, body: Optional[bytes]):
+    def _exchange(self, method: str, target: str, headers, body: Optional[bytes]):
         """One HTTP exchange, read to the end: (status, body, headers)."""
-        import urllib3
-
-        timeout = urllib3.Timeout(connect=self.timeout, read=self.timeout) if self.timeout else None
-        resp = self._pool.request(method, url, body=body, headers=headers, preload_content=False,
-                                  decode_content=False, retries=False, redirect=False, timeout=timeout)
-        try:
-            data = resp.read(decode_content=False)
-        finally:
-            resp.release_conn()
-        if (resp.headers.get("Content-Encoding") or "").lower() == "gzip":
-            data = zlib.decompress(data, 16 + zlib.MAX_WBITS)  # one call beats urllib3's streaming gunzip
-        return resp.status, data, dict(resp.headers)
+        status, data, resp_headers = self._transport.exchange(method, target, headers, body)
+        if {k.lower(): v for k, v in resp_headers.items()}.get("content-encoding", "").lower() == "gzip":
+            data = zlib.decompress(data, 16 + zlib.MAX_WBITS)
+        return status, data, resp_headers
 
     def _send(self, method, path, query, headers, body):
+        from http.client import HTTPException
         from urllib.parse import urlencode
-
-        import urllib3.exceptions as ue
 
         started = time.monotonic()
         self.requests += 1
-        url = self.server + path + ("?" + urlencode(list(query)) if query else "")
+        target = path + ("?" + urlencode(list(query)) if query else "")
         payload = None if body is None else json.dumps(body).encode()
-        exchange = _Background(lambda: self._exchange(method, url, headers, payload))
+        exchange = _Background(lambda: self._exchange(method, target, headers, payload))
         deadline = started + self.timeout if self.timeout else None
         try:
             status, data, resp_headers = exchange.result(deadline, lambda: timed_out(self.server, self.timeout))
-        except (ue.HTTPError, OSError, zlib.error) as exc:
+        except SourceError:
+            self._log(method, path, query, "timeout", started)
+            raise
+        except (OSError, HTTPException, zlib.error) as exc:
             self._log(method, path, query, "error", started)
             if isinstance(exc, zlib.error):
                 raise SourceError("the server sent a response that is not valid gzip: %s" % exc)
             raise connection_error(exc, self.access, self.timeout)
-        except SourceError:
-            self._log(method, path, query, "timeout", started)
-            raise
         self._log(method, path, query, status, started)
         return status, data, resp_headers
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from cpumodel import objects
-from cpumodel.core.pod_affinity import pod_queries
 from cpumodel.core.platform import ClusterConfig, detect_platform, owned_config
 from cpumodel.errors import NotFound, SourceError
 from cpumodel.sources import resources as r
@@ -208,6 +207,8 @@ class ClusterReader:
     def pods_for(self, wanted: List[Tuple[objects.PodAffinityTerm, str]]) -> List[objects.Pod]:
         """The pods that pod (anti-)affinity terms look at, each listed once: one label-selected list per
         distinct (namespace, selector), never every pod of the cluster unless a term selects them all."""
+        from cpumodel.core.pod_affinity import pod_queries  # only VMs with such terms need it
+
         seen: Dict[str, objects.Pod] = {}
         for namespace, selector in pod_queries(wanted):
             for raw in self.source.list(r.PODS, namespace, label_selector=selector or None):
