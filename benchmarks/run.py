@@ -42,64 +42,15 @@ SMALL_TARGETS = {"common": 2.0, "why-not vm/x": 3.0}
 def krew_tree(tmp: str) -> List[str]:
     """The command that runs the plugin from the krew archive's tree, as a krew user's python3 would: an
     empty virtual environment stands for a plain system interpreter (this machine's own carries many
-    packages whose .pth files every start would pay for)."""
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import build_dist
-    import venv
-
+    packages whose .pth files every start would pay for). Built in child processes, so that this driver
+    stays small: a child's peak RSS counts the parent's pages until exec."""
     stage = os.path.join(tmp, "krew-tree")
-    build_dist.stage_tree(stage)
-    venv.create(os.path.join(tmp, "python"), with_pip=False)
+    # The archive ships sources only; a user's first run leaves bytecode behind in the (writable) krew store.
+    subprocess.run([sys.executable, "-c", "import sys, compileall; sys.path.insert(0, %r); import build_dist; "
+                    "build_dist.stage_tree(%r); compileall.compile_dir(%r, quiet=1)"
+                    % (os.path.join(ROOT, "tools"), stage, stage)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", os.path.join(tmp, "python")], check=True)
     return [os.path.join(tmp, "python", "bin", "python3"), os.path.join(stage, "kubectl-cpumodel")]
-
-
-def measure(cmd: List[str], env: Dict[str, str]) -> Tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one child process."""
-    with tempfile.TemporaryFile() as errors:
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errors, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        errors.seek(0)
-        err = errors.read().decode(errors="replace")[-2000:]
-    if proc.returncode != 0:
-        raise SystemExit("benchmark command failed (%d): %s\n%s" % (proc.returncode, " ".join(cmd), err))
-    return wall, usage.ru_maxrss / 1024.0
-
-
-SERVER = """
-import sys, time
-sys.path[:0] = [%r, %r]
-import generate
-from testkit.fakekube import FakeKube, serve
-api = FakeKube(gzip_enabled=True, metadata_lists=True)
-api.cache_responses = True
-for obj in generate.cluster(%d, %d):
-    api.add(obj, copy_object=False)
-server, url = serve(api)
-print("READY " + url, flush=True)
-sys.stdin.read()
-"""
-
-
-def start_server(nodes: int, vms: int):
-    """The fake API server in its own process, so this driver stays small (children's peak RSS
-    counts the parent's pages until exec) and the server's CPU is not charged to this process."""
-    proc = subprocess.Popen([sys.executable, "-c", SERVER % (HERE, ROOT, nodes, vms)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline().strip()
-    if not line.startswith("READY "):
-        raise SystemExit("fake API server did not start")
-    return proc, line.split()[1]
-
-
-def request_count(url: str) -> int:
-    import json
-    import urllib.request
-
-    with urllib.request.urlopen(url + "/_fake/requests") as resp:
-        return json.load(resp)["count"]
 
 
 def bench_size(nodes: int, vms: int, repeat: int, kubectl: str, plugin: List[str]) -> List[dict]:

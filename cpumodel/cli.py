@@ -8,7 +8,9 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import List, Mapping, Optional, TextIO
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings here, and importing typing costs every start (--help) 4 ms
+    from typing import List, Mapping, Optional, TextIO
 
 from cpumodel.errors import CpuModelError, ExitCode, UsageError
 from cpumodel.parser import COMMANDS, build_parser, parse

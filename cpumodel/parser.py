@@ -6,10 +6,11 @@ completion build the parser without importing the core, the client or yaml.
 from __future__ import annotations
 
 import argparse
-import difflib
 import re
 import sys
-from typing import List, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings here, and importing typing costs every start (--help) 4 ms
+    from typing import List, Optional
 
 from cpumodel import __version__
 from cpumodel.errors import UsageError
@@ -61,6 +62,8 @@ def explain_usage_error(message: str) -> str:
     if "--dry-run" in flag:
         return 'invalid --dry-run "%s": must be none, client or server' % value
     choices = [c.strip().strip("'") for c in bad.group("choices").split(",")]
+    import difflib  # only for a mistyped command
+
     close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
     if flag == "COMMAND":
         return 'unknown command "%s" for "kubectl cpumodel"%s' % (

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import codecs
 import re
-from typing import TextIO
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations are strings here, and importing typing costs every start (--help) 4 ms
+    from typing import TextIO
 
 # C0 controls but tab and newline, DEL, and C1 controls: what could move a cursor or rewrite a terminal.
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
