@@ -53,6 +53,55 @@ def krew_tree(tmp: str) -> List[str]:
     return [os.path.join(tmp, "python", "bin", "python3"), os.path.join(stage, "kubectl-cpumodel")]
 
 
+def measure(cmd: List[str], env: Dict[str, str]) -> Tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one child process."""
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errors, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        errors.seek(0)
+        err = errors.read().decode(errors="replace")[-2000:]
+    if proc.returncode != 0:
+        raise SystemExit("benchmark command failed (%d): %s\n%s" % (proc.returncode, " ".join(cmd), err))
+    return wall, usage.ru_maxrss / 1024.0
+
+
+SERVER = """
+import sys, time
+sys.path[:0] = [%r, %r]
+import generate
+from testkit.fakekube import FakeKube, serve
+api = FakeKube(gzip_enabled=True, metadata_lists=True)
+api.cache_responses = True
+for obj in generate.cluster(%d, %d):
+    api.add(obj, copy_object=False)
+server, url = serve(api)
+print("READY " + url, flush=True)
+sys.stdin.read()
+"""
+
+
+def start_server(nodes: int, vms: int):
+    """The fake API server in its own process, so this driver stays small (children's peak RSS
+    counts the parent's pages until exec) and the server's CPU is not charged to this process."""
+    proc = subprocess.Popen([sys.executable, "-c", SERVER % (HERE, ROOT, nodes, vms)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()
+    if not line.startswith("READY "):
+        raise SystemExit("fake API server did not start")
+    return proc, line.split()[1]
+
+
+def request_count(url: str) -> int:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/_fake/requests") as resp:
+        return json.load(resp)["count"]
+
+
 def bench_size(nodes: int, vms: int, repeat: int, kubectl: str, plugin: List[str]) -> List[dict]:
     server, url = start_server(nodes, vms)
     rows = []

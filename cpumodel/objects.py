@@ -1,7 +1,8 @@
 """Typed, frozen views of the API objects we read; the only place raw dicts are parsed.
 
 Everything past this module (core analyses, renderers) works on these values. Offline
-files and live responses go through the same constructors, so both behave alike.
+files and live responses go through the same constructors, so both behave alike. Workload
+objects (VMs, VMIs, pods, ...) are defined in workloads.py and re-exported here on first use.
 The API's own vocabulary -- CPU modes, the names kubectl accepts for a VM -- is here too.
 """
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from cpumodel.errors import SourceError
@@ -78,31 +79,6 @@ def _str_map(value: Any) -> Dict[str, str]:
 
 
 @dataclass(frozen=True)
-class Requirement:
-    """One node-selector requirement (matchExpressions / matchFields entry)."""
-
-    key: str
-    operator: str
-    values: Tuple[str, ...] = ()
-    is_field: bool = False
-
-
-@dataclass(frozen=True)
-class SelectorTerm:
-    """A nodeSelectorTerm: its requirements are ANDed; terms are ORed."""
-
-    requirements: Tuple[Requirement, ...]
-
-
-@dataclass(frozen=True)
-class Toleration:
-    key: str = ""
-    operator: str = "Equal"
-    value: str = ""
-    effect: str = ""
-
-
-@dataclass(frozen=True)
 class Taint:
     key: str
     value: str
@@ -116,103 +92,6 @@ class Node:
     unschedulable: bool = False
     ready: Optional[bool] = None  # None: not known (metadata-only read)
     taints: Tuple[Taint, ...] = ()
-
-
-@dataclass(frozen=True)
-class Condition:
-    type: str
-    status: str
-    reason: str = ""
-    message: str = ""
-
-
-def condition(conditions: Tuple[Condition, ...], ctype: str) -> Optional[Condition]:
-    return next((c for c in conditions if c.type == ctype), None)
-
-
-@dataclass(frozen=True)
-class CpuFeature:
-    name: str
-    policy: str  # "" means require
-
-
-@dataclass(frozen=True)
-class PodAffinityTerm:
-    """A required pod (anti-)affinity term of the VM (spec.affinity), as KubeVirt copies it to every launcher pod."""
-
-    anti: bool
-    selector: str  # the term's labelSelector in Kubernetes' selector syntax ("" matches every pod)
-    topology_key: str
-    namespaces: Tuple[str, ...] = ()  # none: the VM's own namespace
-    any_namespace: bool = False  # an empty namespaceSelector: every namespace
-
-
-@dataclass(frozen=True)
-class VirtualMachineInstance:
-    namespace: str
-    name: str
-    uid: str
-    phase: str
-    node_name: Optional[str]
-    cpu_model: Optional[str]
-    cpu_features: Tuple[CpuFeature, ...]
-    node_selector: Mapping[str, str]
-    required_terms: Tuple[SelectorTerm, ...]
-    tolerations: Tuple[Toleration, ...]
-    architecture: Optional[str]
-    machine_type: Optional[str]
-    tsc_frequency: Optional[int]
-    tsc_required: bool  # invtsc (boot) or Hyper-V reenlightenment (migration) needs a TSC frequency
-    dedicated_cpu: bool
-    realtime: bool
-    launch_security: Tuple[str, ...]
-    conditions: Tuple[Condition, ...]
-    eviction_strategy: Optional[str] = None
-    threads: int = 1
-    labels: Mapping[str, str] = field(default_factory=dict)
-    hyperv: Tuple[str, ...] = ()
-    pod_terms: Tuple[PodAffinityTerm, ...] = ()
-
-    @property
-    def running(self) -> bool:
-        """Running on a node: the only state in which there is something to migrate."""
-        return self.phase == "Running" and bool(self.node_name)
-
-    def condition(self, ctype: str) -> Optional[Condition]:
-        return condition(self.conditions, ctype)
-
-
-@dataclass(frozen=True)
-class VirtualMachine:
-    namespace: str
-    name: str
-    uid: str
-    resource_version: str
-    cpu_model: Optional[str]
-    running: bool  # a VMI exists (status.created), per the VM's own status
-    template: VirtualMachineInstance  # spec.template as a VMI, before KubeVirt's defaulting
-    labels: Mapping[str, str] = field(default_factory=dict)
-    instancetype: Optional[Tuple[str, str]] = None  # (kind, name) of spec.instancetype
-    preference: Optional[Tuple[str, str]] = None  # (kind, name) of spec.preference
-
-
-@dataclass(frozen=True)
-class Pod:
-    namespace: str
-    name: str
-    uid: str
-    node_name: Optional[str]
-    phase: str
-    created: str
-    labels: Mapping[str, str]
-    node_selector: Mapping[str, str]
-    required_terms: Tuple[SelectorTerm, ...]
-    tolerations: Tuple[Toleration, ...]
-    conditions: Tuple[Condition, ...]
-    owner_uids: Tuple[str, ...]
-
-    def condition(self, ctype: str) -> Optional[Condition]:
-        return condition(self.conditions, ctype)
 
 
 @dataclass(frozen=True)
@@ -266,61 +145,6 @@ def parse_version(text: Optional[str]) -> Optional[Tuple[int, int, int]]:
     return (int(found.group(1)), int(found.group(2)), int(found.group(3) or 0)) if found else None
 
 
-@dataclass(frozen=True)
-class Migration:
-    namespace: str
-    name: str
-    uid: str
-    vmi_name: str
-    phase: str
-    created: str
-    target_node: Optional[str]
-
-
-@dataclass(frozen=True)
-class Event:
-    namespace: str
-    kind: str
-    name: str
-    reason: str
-    message: str
-    type: str
-    timestamp: str
-
-
-# ---- parsing ---------------------------------------------------------------
-
-# VM printableStatus values that mean a VMI exists (KubeVirt VirtualMachinePrintableStatus).
-RUNNING_STATES = ("Running", "Migrating", "Paused", "Starting", "Stopping", "WaitingForVolumeBinding")
-
-def _conditions(items: Any) -> Tuple[Condition, ...]:
-    return tuple(
-        Condition(str(c.get("type", "")), str(c.get("status", "")), str(c.get("reason") or ""), str(c.get("message") or ""))
-        for c in _dicts(items)
-    )
-
-
-def _requirement(raw: dict, is_field: bool) -> Requirement:
-    return Requirement(str(raw.get("key", "")), str(raw.get("operator", "")),
-                       tuple(str(v) for v in raw.get("values") or ()), is_field)
-
-
-def parse_required_terms(affinity: Any) -> Tuple[SelectorTerm, ...]:
-    terms = _get(affinity, "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms")
-    return tuple(
-        SelectorTerm(tuple(_requirement(r, False) for r in _dicts(t.get("matchExpressions")))
-                     + tuple(_requirement(r, True) for r in _dicts(t.get("matchFields"))))
-        for t in _dicts(terms)
-    )
-
-
-def _tolerations(items: Any) -> Tuple[Toleration, ...]:
-    return tuple(
-        Toleration(str(t.get("key") or ""), str(t.get("operator") or "Equal"), str(t.get("value") or ""), str(t.get("effect") or ""))
-        for t in _dicts(items)
-    )
-
-
 @parser("Node")
 def parse_node(raw: dict) -> Node:
     meta = _dict(raw.get("metadata"))
@@ -335,169 +159,6 @@ def parse_node(raw: dict) -> Node:
         ready=(ready_cond.get("status") == "True") if ready_cond else (False if has_status else None),
         taints=tuple(Taint(str(t.get("key", "")), str(t.get("value") or ""), str(t.get("effect", "")))
                      for t in _dicts(_get(raw, "spec", "taints"))),
-    )
-
-
-@parser("VirtualMachine")
-def parse_vm(raw: dict) -> VirtualMachine:
-    meta = _dict(raw.get("metadata"))
-    template = parse_vmi({"metadata": meta, "spec": _get(raw, "spec", "template", "spec") or {}})
-    return VirtualMachine(
-        namespace=str(meta.get("namespace", "")),
-        name=str(meta.get("name", "")),
-        uid=str(meta.get("uid", "")),
-        resource_version=str(meta.get("resourceVersion", "")),
-        cpu_model=template.cpu_model,
-        running=bool(_get(raw, "status", "created")) or _get(raw, "status", "printableStatus") in RUNNING_STATES,
-        template=template,
-        labels=_str_map(meta.get("labels")),
-        instancetype=_reference(_get(raw, "spec", "instancetype"), CLUSTER_INSTANCETYPE),
-        preference=_reference(_get(raw, "spec", "preference"), CLUSTER_PREFERENCE),
-    )
-
-
-# What KubeVirt assumes when a VM's instancetype or preference names no kind.
-CLUSTER_INSTANCETYPE = "VirtualMachineClusterInstancetype"
-CLUSTER_PREFERENCE = "VirtualMachineClusterPreference"
-
-
-def _reference(ref: Any, default_kind: str) -> Optional[Tuple[str, str]]:
-    if not isinstance(ref, dict) or not ref.get("name"):
-        return None
-    return str(ref.get("kind") or default_kind), str(ref["name"])
-
-
-@dataclass(frozen=True)
-class CpuProfile:
-    """What a VM's instancetype and preference give its CPU (KubeVirt pkg/instancetype/apply): the
-    instancetype's model, used when the VM sets none, and the preference's preferred CPU features,
-    added where the VM does not name the feature itself."""
-
-    instancetype: Optional[str] = None  # "Kind/name", when it sets a model
-    model: Optional[str] = None
-    preference: Optional[str] = None  # "Kind/name", when it prefers features
-    preferred_features: Tuple[CpuFeature, ...] = ()
-
-
-def parse_profile_part(raw: dict) -> Tuple[Optional[str], Tuple[CpuFeature, ...]]:
-    """An instancetype's spec.cpu.model, or a preference's spec.cpu.preferredCPUFeatures."""
-    cpu = _dict(_get(raw, "spec", "cpu"))
-    model = cpu.get("model")
-    features = tuple(CpuFeature(str(f.get("name", "")), str(f.get("policy") or ""))
-                     for f in _dicts(cpu.get("preferredCPUFeatures")) if f.get("name"))
-    return (model if isinstance(model, str) and model else None), features
-
-
-def _int(value: Any, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
-
-
-def _launch_security(spec: dict) -> Tuple[str, ...]:
-    """The launch-security types; an SEV guest with encryptedState is also SEV-ES (KubeVirt's IsSEVESVMI)."""
-    sec = _dict(_get(spec, "domain", "launchSecurity"))
-    found = {k for k in sec if sec.get(k) is not None}
-    if _get(sec, "sev", "policy", "encryptedState") is True:
-        found.add("sev-es")
-    return tuple(sorted(found))
-
-
-def _hyperv(spec: dict) -> Tuple[str, ...]:
-    """Hyper-V enlightenments the guest enables: each feature present and not `enabled: false`."""
-    features = _dict(_get(spec, "domain", "features", "hyperv"))
-    return tuple(sorted(k for k, v in features.items() if isinstance(v, dict) and v.get("enabled") is not False))
-
-
-def _needs_tsc(spec: dict) -> bool:
-    """KubeVirt's topology.IsManualTSCFrequencyRequired: invtsc required/forced, or reenlightenment on."""
-    features = _dicts(_get(spec, "domain", "cpu", "features"))
-    invtsc = any(f.get("name") == "invtsc" and (f.get("policy") or "require") in ("require", "force")
-                 for f in features)
-    reenlightenment = _get(spec, "domain", "features", "hyperv", "reenlightenment", "enabled")
-    return invtsc or reenlightenment is True
-
-
-@parser("VirtualMachineInstance")
-def parse_vmi(raw: dict) -> VirtualMachineInstance:
-    meta = _dict(raw.get("metadata"))
-    spec = _dict(raw.get("spec"))
-    status = _dict(raw.get("status"))
-    cpu = _dict(_get(spec, "domain", "cpu"))
-    tsc = _get(status, "topologyHints", "tscFrequency")
-    return VirtualMachineInstance(
-        namespace=str(meta.get("namespace", "")),
-        name=str(meta.get("name", "")),
-        uid=str(meta.get("uid", "")),
-        phase=str(status.get("phase") or ""),
-        node_name=status.get("nodeName") or None,
-        cpu_model=cpu.get("model") or None,
-        cpu_features=tuple(CpuFeature(str(f.get("name", "")), str(f.get("policy") or ""))
-                           for f in _dicts(cpu.get("features"))),
-        node_selector=_str_map(spec.get("nodeSelector")),
-        required_terms=parse_required_terms(spec.get("affinity")),
-        tolerations=_tolerations(spec.get("tolerations")),
-        architecture=spec.get("architecture") or None,
-        machine_type=_get(status, "machine", "type") or _get(spec, "domain", "machine", "type") or None,
-        tsc_frequency=int(tsc) if isinstance(tsc, (int, float)) and tsc > 0 else None,
-        tsc_required=_needs_tsc(spec),
-        dedicated_cpu=bool(cpu.get("dedicatedCpuPlacement")),
-        realtime=bool(cpu.get("realtime") is not None and cpu.get("realtime") is not False),
-        launch_security=_launch_security(spec),
-        conditions=_conditions(status.get("conditions")),
-        eviction_strategy=str(spec["evictionStrategy"]) if spec.get("evictionStrategy") else None,
-        threads=_int(cpu.get("threads"), 1),
-        labels=_str_map(meta.get("labels")),
-        hyperv=_hyperv(spec),
-        pod_terms=_pod_terms(spec.get("affinity")),
-    )
-
-
-_SELECTOR_OPS = {"In": "%s in (%s)", "NotIn": "%s notin (%s)", "Exists": "%s", "DoesNotExist": "!%s"}
-
-
-def _selector_text(selector: Any) -> Optional[str]:
-    """A metav1.LabelSelector as selector text; None for a missing or unusable one (it selects nothing)."""
-    if not isinstance(selector, dict):
-        return None
-    parts = ["%s=%s" % (k, v) for k, v in sorted(_str_map(selector.get("matchLabels")).items())]
-    for expr in _dicts(selector.get("matchExpressions")):
-        form = _SELECTOR_OPS.get(str(expr.get("operator")))
-        if form is None or not expr.get("key"):
-            return None
-        values = ",".join(str(v) for v in expr.get("values") or ())
-        parts.append(form % ((expr["key"], values) if "(" in form else (expr["key"],)))
-    return ",".join(parts)
-
-
-def _pod_terms(affinity: Any) -> Tuple[PodAffinityTerm, ...]:
-    terms = []
-    for anti, kind in ((False, "podAffinity"), (True, "podAntiAffinity")):
-        for raw in _dicts(_get(affinity, kind, "requiredDuringSchedulingIgnoredDuringExecution")):
-            selector = _selector_text(raw.get("labelSelector"))
-            if selector is None or not raw.get("topologyKey"):
-                continue
-            terms.append(PodAffinityTerm(anti, selector, str(raw["topologyKey"]),
-                                         tuple(str(n) for n in raw.get("namespaces") or () if isinstance(n, str)),
-                                         raw.get("namespaceSelector") == {}))
-    return tuple(terms)
-
-
-@parser("Pod")
-def parse_pod(raw: dict) -> Pod:
-    meta = _dict(raw.get("metadata"))
-    spec = _dict(raw.get("spec"))
-    return Pod(
-        namespace=str(meta.get("namespace", "")),
-        name=str(meta.get("name", "")),
-        uid=str(meta.get("uid", "")),
-        node_name=spec.get("nodeName") or None,
-        phase=str(_get(raw, "status", "phase") or ""),
-        created=str(meta.get("creationTimestamp") or ""),
-        labels=_str_map(meta.get("labels")),
-        node_selector=_str_map(spec.get("nodeSelector")),
-        required_terms=parse_required_terms(spec.get("affinity")),
-        tolerations=_tolerations(spec.get("tolerations")),
-        conditions=_conditions(_get(raw, "status", "conditions")),
-        owner_uids=tuple(str(o.get("uid", "")) for o in _dicts(meta.get("ownerReferences"))),
     )
 
 
@@ -580,30 +241,15 @@ def parse_hyperconverged(raw: dict) -> HyperConverged:
     )
 
 
-@parser("VirtualMachineInstanceMigration")
-def parse_migration(raw: dict) -> Migration:
-    meta = _dict(raw.get("metadata"))
-    return Migration(
-        namespace=str(meta.get("namespace", "")),
-        name=str(meta.get("name", "")),
-        uid=str(meta.get("uid", "")),
-        vmi_name=str(_get(raw, "spec", "vmiName") or ""),
-        phase=str(_get(raw, "status", "phase") or "Pending"),
-        created=str(meta.get("creationTimestamp") or ""),
-        target_node=_get(raw, "status", "migrationState", "targetNode") or None,
-    )
+def __getattr__(name: str) -> Any:
+    """VMs, VMIs, pods and the rest live in workloads.py, imported on first use: commands that read only
+    nodes (common, diff) start without building their dozen dataclasses."""
+    if name.startswith("__"):  # the import system asks modules for __path__ and the like
+        raise AttributeError(name)
+    from cpumodel import workloads
 
+    try:
+        return getattr(workloads, name)
+    except AttributeError:
+        raise AttributeError("module %r has no attribute %r" % (__name__, name)) from None
 
-@parser("Event")
-def parse_event(raw: dict) -> Event:
-    meta = _dict(raw.get("metadata"))
-    involved = _dict(raw.get("involvedObject") or raw.get("regarding"))
-    return Event(
-        namespace=str(meta.get("namespace", "")),
-        kind=str(involved.get("kind", "")),
-        name=str(involved.get("name", "")),
-        reason=str(raw.get("reason") or ""),
-        message=str(raw.get("message") or raw.get("note") or ""),
-        type=str(raw.get("type") or ""),
-        timestamp=str(raw.get("lastTimestamp") or raw.get("eventTime") or meta.get("creationTimestamp") or ""),
-    )

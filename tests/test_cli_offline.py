@@ -125,6 +125,16 @@ def test_help_imports_no_kubernetes_yaml_or_http_client():
     assert proc.returncode == 0 and "--exit-code" in proc.stdout
 
 
+def test_node_only_commands_do_not_load_the_workload_types():
+    code = ("import io, sys, contextlib; from cpumodel.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()): main(['common', '-f', %r])\n"
+            "print('cpumodel.workloads' in sys.modules)" % DEMO)
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=DEMO + "/../..")
+    assert out.stdout.strip() == "False", out.stderr
+
+
 def test_bad_files_name_the_file(tmp_path):
     bad = tmp_path / "broken.yaml"
     bad.write_text("apiVersion: v1\nkind: Node\nmetadata: {name: [\n")

@@ -9,12 +9,12 @@ from cpumodel.commands.context import (Common, Environment, Problems, checked_se
                                        parse_vm_reference)
 from cpumodel.core.nodes import Summarizer, split_nodes
 from cpumodel.core.platform import OPENSHIFT, ClusterConfig
-from cpumodel.core.plan import (CHART_MODEL_PATH, KUBEVIRT_MODEL_PATH, VM_MODEL_PATH, check_model, cluster_impact,
+from cpumodel.core.plan import (CHART_MODEL_PATH, VM_MODEL_PATH, check_model, cluster_impact,
                                 field_patch, get_path, kubevirt_rejection, merge_patch)
 from cpumodel.errors import Conflict, NotFound, SourceError, UsageError
 from cpumodel.output.set_report import (changed_lines, failed_line, impact_lines, objects_document, restart_pending,
                                         result_entry, unchanged_line)
-from cpumodel.objects import CPU_MODES
+from cpumodel.objects import CPU_MODES, KUBEVIRT_MODEL_PATH
 from cpumodel.sources import resources as r
 from cpumodel.sources.base import Source
 from cpumodel.sources.reader import HARVESTER_CHART, ClusterReader

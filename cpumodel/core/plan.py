@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from cpumodel.core.nodes import NodeSet
-from cpumodel.objects import CPU_MODES, HOST_PASSTHROUGH, KUBEVIRT_MODEL_PATH, CpuProfile, VirtualMachine
+from cpumodel.objects import CPU_MODES, HOST_PASSTHROUGH, CpuProfile, VirtualMachine
 
 VM_MODEL_PATH = ("spec", "template", "spec", "domain", "cpu", "model")
 CHART_MODEL_PATH = ("spec", "values", "kubevirt", "spec", "configuration", "cpuModel")
