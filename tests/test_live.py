@@ -205,3 +205,37 @@ def test_tls_with_and_without_the_cluster_ca(tls_fake, tmp_path):
     config["clusters"][0]["cluster"]["certificate-authority-data"] = base64.b64encode(cert.read_bytes()).decode()
     trusted.write_text(yaml.safe_dump(config))
     assert run_json(["common"], env=base_env(KUBECONFIG=str(trusted)))["recommended"] == "Skylake-Server-IBRS"
+
+
+def test_a_keep_alive_connection_the_server_closed_is_not_reused_for_a_write():
+    """API servers and load balancers drop idle keep-alive connections; a write must not be sent into one
+    (it would fail, and a PATCH is not retried), so the transport checks before reuse, as urllib3 does."""
+    import json
+    import socket
+    import threading
+
+    from cpumodel.sources.kubeconfig import Access
+    from cpumodel.sources.transport import Transport
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    connections = []
+
+    def serve():
+        for _ in range(2):
+            conn, _ = listener.accept()
+            connections.append(conn)
+            conn.recv(65536)
+            body = json.dumps({"n": len(connections)}).encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(body), body))
+            conn.close()  # without "Connection: close": the client believes it may reuse the connection
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    transport = Transport(Access("http://127.0.0.1:%d" % port, "default"), timeout=5)
+    assert transport.exchange("GET", "/api", [], None)[1] == b'{"n": 1}'
+    thread.join(0.2)  # the server has closed the first connection by now
+    status, data, _ = transport.exchange("PATCH", "/api/v1/nodes/x", [("Content-Type", "application/json")], b"{}")
+    assert (status, data) == (200, b'{"n": 2}') and len(connections) == 2
+    listener.close()

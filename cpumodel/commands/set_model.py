@@ -277,7 +277,7 @@ def cluster_change(reader: ClusterReader, o: Options, env: Environment) -> Chang
     if kubevirt is None:
         raise UsageError("no KubeVirt CR found in any namespace: is KubeVirt installed?")
     if o.target == "hco" or (o.target is None and config.platform == OPENSHIFT):
-        return hco_change(config, o)
+        return hco_change(config)
     if o.target == "kubevirt":
         if kubevirt.hco_owner:
             env.warn("writing the KubeVirt CR directly (--target kubevirt): HCO sets it back to the HyperConverged "
@@ -298,7 +298,7 @@ def kubevirt_change(kubevirt) -> Change:
     return Change(r.KUBEVIRTS, kubevirt.namespace, kubevirt.name, KUBEVIRT_MODEL_PATH, "cluster cpu model")
 
 
-def hco_change(config: ClusterConfig, o: Options) -> Change:
+def hco_change(config: ClusterConfig) -> Change:
     """The HyperConverged CR's default-model field, at the version the server serves (its path differs)."""
     hco = config.hco
     if hco is None:
@@ -327,9 +327,8 @@ def run_cluster(reader: ClusterReader, o: Options, env: Environment) -> int:
             env.tell(lines[key])  # type: ignore[arg-type]
     if lines["warning"]:
         env.warn(lines["warning"])  # type: ignore[arg-type]
-    c = change
-    write_target = {"apiVersion": c.resource.group_version, "kind": c.resource.kind, "namespace": c.namespace,
-                    "name": c.name, "fieldPath": ".".join(c.path)}
+    write_target = {"apiVersion": change.resource.group_version, "kind": change.resource.kind,
+                    "namespace": change.namespace, "name": change.name, "fieldPath": ".".join(change.path)}
     report_outcomes(outcomes, o.model, o, env, {"platform": reader.cluster_config().platform,
                                                 "writeTarget": write_target})
     raise_if_unfinished(outcomes, o.model)
