@@ -154,8 +154,7 @@ def model_origin(vm: Optional[VirtualMachine], kubevirt: Optional[KubeVirtConfig
     if vm is not None and vm.cpu_model:
         return "the VM spec sets cpu.model %s (spec.template.spec.domain.cpu.model)" % vm.cpu_model
     if kubevirt is not None and kubevirt.cpu_model and kubevirt.cpu_model == model:
-        return "the cluster default model %s (KubeVirt %s/%s spec.configuration.cpuModel)" % (
-            model, kubevirt.namespace, kubevirt.name)
+        return "the cluster default model %s (%s)" % (model, kubevirt.model_field.described())
     if model in (None, HOST_MODEL):
         return "the VM uses host-model (no model in the VM spec or the cluster default)"
     return "the VMI's cpu.model %s" % model
