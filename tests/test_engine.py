@@ -139,3 +139,32 @@ def test_the_cpu_class_cache_equals_reading_every_node(nodes):
         labels = kv.node_labels("n-%d" % i, cpu, {"topology.kubernetes.io/zone": zone,
                                                   "feature.node.kubernetes.io/cpu-model.id": str(tsc % 97)})
         assert cache(labels) == L.node_cpu(labels)
+
+
+@settings(max_examples=60, deadline=None)
+@given(zones=st.lists(st.sampled_from(["a", "b", "c", None]), min_size=3, max_size=8),
+       peers=st.lists(st.tuples(st.integers(0, 7), st.sampled_from(["db", "web"])), max_size=6),
+       anti=st.booleans(), key=st.sampled_from(["topology.kubernetes.io/zone", "kubernetes.io/hostname"]),
+       own=st.sampled_from(["db", "web"]))
+def test_pod_affinity_by_domains_agrees_with_the_per_node_check(zones, peers, anti, key, own):
+    """fitting() filters whole topology domains at once; accepts() judges node by node: they must agree."""
+    from cpumodel.core.pod_affinity import placements
+
+    nodes = [objects.parse_node(kv.cpu_node("n%d" % i, "Skylake-Server-IBRS", SKYLAKE,
+                                            labels={"topology.kubernetes.io/zone": z} if z else {}))
+             for i, z in enumerate(zones)]
+    pods = []
+    for i, (at, app) in enumerate(peers):
+        pod = kv.launcher(kv.vmi("peer-%d" % i, "n%d" % (at % len(nodes))), suffix="p%d" % i)
+        pod["metadata"]["labels"]["app"] = app
+        pods.append(objects.parse_pod(pod))
+    affinity = {"podAntiAffinity" if anti else "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": key}]}}
+    vmi_obj = kv.vmi("vm", "n0", "Skylake-Server-IBRS", affinity=affinity)
+    vmi_obj["metadata"]["labels"]["app"] = own
+    vmi = objects.parse_vmi(vmi_obj)
+    engine = MigrationEngine(nodes, objects.parse_kubevirt(kv.kubevirt()))
+    nearby = placements(vmi.pod_terms, "default", pods, engine.by_name)
+    s = engine.situation(VmState("vm", "default", None, vmi, None, None, nearby))
+    by_node = {n.name for n in nodes if engine.accepts(s, n)}
+    assert engine.fitting(s) - {"n0"} == by_node

@@ -21,7 +21,7 @@ from cpumodel.core.catalog import Catalog
 from cpumodel.core.labels import NodeCpu
 from cpumodel.core.nodes import NodeCpuCache
 from cpumodel.core.launcher_pod import Demand, PodConstraints, fresh_start, migration_target, start_vmi
-from cpumodel.core.pod_affinity import Placement, violations
+from cpumodel.core.pod_affinity import Placement, first_of_its_kind, violations
 from cpumodel.core.pod_affinity import describe as describe_placement
 from cpumodel.core.reasons import CPU_CATEGORIES, Category, Reason, selector_category
 from cpumodel.core.selectors import describe_requirement, failing_requirements, untolerated_taints
@@ -213,6 +213,7 @@ class MigrationEngine:
         self._cpus: Dict[str, NodeCpu] = {}
         self._cpu_cache = NodeCpuCache()
         self._counts: Dict[Tuple[Demand, FrozenSet[str]], Dict[Tuple[Category, Optional[str]], Tuple[int, Failure]]] = {}
+        self._topology: Dict[str, Dict[str, FrozenSet[str]]] = {}
 
     def situation(self, state: VmState) -> Situation:
         return situation(state, self.by_name, self.kubevirt, self.cpu)
@@ -253,8 +254,29 @@ class MigrationEngine:
         found = self._fitting.get(demand)
         if found is None:
             found = self._fitting[demand] = frozenset(n.name for n in self.nodes if not self.failures(demand, n))
-        if s.placements:
-            found = frozenset(n for n in found if not violations(s.placements, s.own_labels, self.by_name[n]))
+        return self.pod_filter(s, found) if s.placements else found
+
+    def pod_filter(self, s: Situation, names: FrozenSet[str]) -> FrozenSet[str]:
+        """The nodes the VM's pod (anti-)affinity leaves of `names`, by whole topology domains (as `violations`
+        decides per node): thousands of VMs with such terms must not each walk every node."""
+        for p in s.placements:
+            index = self.topology(p.term.topology_key)
+            inside = frozenset().union(*(index.get(value, ()) for value in p.domains))
+            if p.term.anti:
+                names = names - inside
+            elif not first_of_its_kind(p, s.own_labels):
+                names = names & inside
+        return names
+
+    def topology(self, key: str) -> Dict[str, FrozenSet[str]]:
+        """Topology value -> the nodes in that domain, for one topology key."""
+        found = self._topology.get(key)
+        if found is None:
+            domains: Dict[str, set] = {}
+            for node in self.nodes:
+                if key in node.labels:
+                    domains.setdefault(node.labels[key], set()).add(node.name)
+            found = self._topology[key] = {value: frozenset(names) for value, names in domains.items()}
         return found
 
     def fitting_among(self, s: Situation, names: FrozenSet[str]) -> FrozenSet[str]:
