@@ -111,6 +111,9 @@ class VirtualMachine:
     labels: Mapping[str, str] = field(default_factory=dict)
     instancetype: Optional[Tuple[str, str]] = None  # (kind, name) of spec.instancetype
     preference: Optional[Tuple[str, str]] = None  # (kind, name) of spec.preference
+    # The ControllerRevisions holding the snapshot of each that KubeVirt took at first start, and uses since.
+    instancetype_revision: Optional[str] = None
+    preference_revision: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,8 @@ def parse_vm(raw: dict) -> VirtualMachine:
         labels=_str_map(meta.get("labels")),
         instancetype=_reference(_get(raw, "spec", "instancetype"), CLUSTER_INSTANCETYPE),
         preference=_reference(_get(raw, "spec", "preference"), CLUSTER_PREFERENCE),
+        instancetype_revision=_revision(raw, "instancetype"),
+        preference_revision=_revision(raw, "preference"),
     )
 
 
@@ -216,6 +221,13 @@ def _reference(ref: Any, default_kind: str) -> Optional[Tuple[str, str]]:
     return str(ref.get("kind") or default_kind), str(ref["name"])
 
 
+def _revision(raw: dict, which: str) -> Optional[str]:
+    """spec.<which>.revisionName (older KubeVirt, and the user's pin), else status.<which>Ref's revision."""
+    name = _get(raw, "spec", which, "revisionName") or _get(raw, "status", which + "Ref", "controllerRevisionRef",
+                                                             "name")
+    return str(name) if isinstance(name, str) and name else None
+
+
 @dataclass(frozen=True)
 class CpuProfile:
     """What a VM's instancetype and preference give its CPU (KubeVirt pkg/instancetype/apply): the
@@ -223,13 +235,15 @@ class CpuProfile:
     added where the VM does not name the feature itself."""
 
     instancetype: Optional[str] = None  # "Kind/name", when it sets a model
+    revision: Optional[str] = None  # the ControllerRevision the model was read from (a snapshot), if any
     model: Optional[str] = None
     preference: Optional[str] = None  # "Kind/name", when it prefers features
     preferred_features: Tuple[CpuFeature, ...] = ()
 
 
 def parse_profile_part(raw: dict) -> Tuple[Optional[str], Tuple[CpuFeature, ...]]:
-    """An instancetype's spec.cpu.model, or a preference's spec.cpu.preferredCPUFeatures."""
+    """An instancetype's spec.cpu.model, or a preference's spec.cpu.preferredCPUFeatures (also of the object a
+    ControllerRevision stores in `data`)."""
     cpu = _dict(_get(raw, "spec", "cpu"))
     model = cpu.get("model")
     features = tuple(CpuFeature(str(f.get("name", "")), str(f.get("policy") or ""))

@@ -49,6 +49,7 @@ RESOURCES = {
                                                                            ["vmpref"]),
     ("instancetype.kubevirt.io", "v1beta1", "virtualmachineclusterpreferences"):
         ("VirtualMachineClusterPreference", False, ["vmcpref"]),
+    ("apps", "v1", "controllerrevisions"): ("ControllerRevision", True, []),
     ("hco.kubevirt.io", "v1beta1", "hyperconvergeds"): ("HyperConverged", True, ["hco", "hcos"]),
 }
 VERBS = ["get", "list", "patch", "update", "watch", "create", "delete"]

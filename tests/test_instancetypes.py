@@ -97,3 +97,32 @@ def test_set_refuses_a_named_model_for_an_arm64_vm(live_env, fake):
                            "use --clear\n")
     assert run_cli(["set", "vm/pi", "host-passthrough", "--dry-run=client"], env=live_env).returncode == 0
     assert not [r for r in fake.requests if r["method"] == "PATCH"]
+
+
+def test_the_controller_revision_snapshot_outranks_todays_instancetype(live_env, fake, sized_vm):
+    """KubeVirt applies the instancetype as it was at first start (a ControllerRevision), not as it is now."""
+    fake.add({"apiVersion": "apps/v1", "kind": "ControllerRevision",
+              "metadata": {"name": "sized-u1.large-1", "namespace": "default"}, "revision": 1,
+              "data": cluster_instancetype("u1.large", "Skylake-Server-IBRS")})
+    vm = fake.get_object("kubevirt.io", "virtualmachines", "default", "sized")
+    vm["status"]["instancetypeRef"] = {"kind": "VirtualMachineClusterInstancetype", "name": "u1.large",
+                                       "controllerRevisionRef": {"name": "sized-u1.large-1"}}
+    fake.add(vm)
+    doc = run_json(["why-not", "vm/sized", "hv-04"], env=live_env)
+    keys = [r["key"] for r in doc["reasons"]]
+    assert "cpu-model.node.kubevirt.io/Cascadelake-Server" not in keys  # today's object says Cascadelake
+    audit = {v["vm"]: v for v in run_json(["audit"], env=live_env)["vms"]}
+    assert audit["sized"]["cpu"] == {"mode": "named", "model": "Skylake-Server-IBRS", "origin": "instancetype"}
+    proc = run_cli(["set", "vm/sized", "Broadwell-IBRS"], env=live_env)
+    assert proc.returncode == 1 and "from VirtualMachineClusterInstancetype/u1.large (Skylake-Server-IBRS)" in proc.stderr
+
+
+def test_the_fix_for_a_pinned_instancetype_says_how_to_take_a_new_snapshot(live_env, fake, sized_vm):
+    fake.add({"apiVersion": "apps/v1", "kind": "ControllerRevision",
+              "metadata": {"name": "sized-u1.large-1", "namespace": "default"}, "revision": 1,
+              "data": cluster_instancetype("u1.large", "Cascadelake-Server")})
+    vm = fake.get_object("kubevirt.io", "virtualmachines", "default", "sized")
+    vm["spec"]["instancetype"]["revisionName"] = "sized-u1.large-1"
+    fake.add(vm)
+    text = run_json(["why-not", "vm/sized", "hv-04"], env=live_env)["suggestion"]
+    assert "ControllerRevision sized-u1.large-1" in text["note"] and "remove spec.instancetype.revisionName" in text["note"]

@@ -65,6 +65,10 @@ def suggest(catalog: Catalog, state: VmState, s: Situation, source: Optional[Nod
             profile.instancetype.lower(), scope, best)
         when = ("its model comes from %s, so change it there (every VM using it follows) or pick an instancetype "
                 "without a model; %s" % (profile.instancetype, when))
+        if profile.revision:
+            when = ("its model comes from the snapshot of %s in ControllerRevision %s, which KubeVirt keeps using: "
+                    "change the instancetype, stop the VM, remove spec.instancetype.revisionName so that KubeVirt "
+                    "takes a new snapshot, and start it" % (profile.instancetype, profile.revision))
     return Suggestion(best, command, "%s is usable on %s%s; %s" % (best, where, everywhere, when))
 
 

@@ -18,19 +18,24 @@ def _meta(obj: Any) -> Dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def _profile(vm: objects.VirtualMachine, parts: Dict[Tuple[str, str, str], Tuple[Optional[str], tuple]]
-             ) -> objects.CpuProfile:
-    def part(ref: Optional[Tuple[str, str]]) -> Tuple[Optional[str], Optional[str], tuple]:
-        if ref is None:
-            return None, None, ()
-        kind, name = ref
-        model, features = parts.get((kind, "" if kind.startswith("VirtualMachineCluster") else vm.namespace, name),
-                                    (None, ()))
-        return "%s/%s" % ref, model, features
+Parts = Dict[Tuple[str, str, str], Tuple[Optional[str], tuple]]  # (kind, namespace, name) -> (model, features)
 
-    it_name, model, _ = part(vm.instancetype)
-    pref_name, _, features = part(vm.preference)
-    return objects.CpuProfile(it_name if model else None, model, pref_name if features else None, features)
+
+def _profile(vm: objects.VirtualMachine, parts: Parts) -> objects.CpuProfile:
+    """KubeVirt applies the snapshot in the VM's ControllerRevision, not today's object, when there is one."""
+    def part(ref: Optional[Tuple[str, str]], revision: Optional[str]):
+        if ref is None:
+            return None, None, None, ()
+        kind, name = ref
+        if revision and ("ControllerRevision", vm.namespace, revision) in parts:
+            return ("%s/%s" % ref, revision) + parts[("ControllerRevision", vm.namespace, revision)]
+        scope = "" if kind.startswith("VirtualMachineCluster") else vm.namespace
+        return ("%s/%s" % ref, None) + parts.get((kind, scope, name), (None, ()))
+
+    it_name, revision, model, _ = part(vm.instancetype, vm.instancetype_revision)
+    pref_name, _, _, features = part(vm.preference, vm.preference_revision)
+    return objects.CpuProfile(it_name if model else None, revision if model else None, model,
+                              pref_name if features else None, features)
 
 
 class ClusterReader:
@@ -125,15 +130,19 @@ class ClusterReader:
 
     def cpu_profiles(self, vms: List[objects.VirtualMachine]) -> Dict[Tuple[str, str], objects.CpuProfile]:
         """(namespace, name) -> what each VM's instancetype and preference give its CPU; only VMs that
-        reference one, and only the kinds they reference are read (one list per kind)."""
+        reference one, and only the kinds they reference are read (one list per kind), plus the
+        ControllerRevisions that hold the snapshots KubeVirt actually applies."""
         wanted = [vm for vm in vms if vm.instancetype or vm.preference]
         if not wanted:
             return {}
         spaces = {vm.namespace for vm in wanted}
         namespace = next(iter(spaces)) if len(spaces) == 1 else None
         kinds = {ref[0] for vm in wanted for ref in (vm.instancetype, vm.preference) if ref}
-        parts: Dict[Tuple[str, str, str], Tuple[Optional[str], tuple]] = {}
-        for resource in (r.INSTANCETYPES, r.CLUSTER_INSTANCETYPES, r.PREFERENCES, r.CLUSTER_PREFERENCES):
+        if any(vm.instancetype_revision or vm.preference_revision for vm in wanted):
+            kinds.add(r.CONTROLLER_REVISIONS.kind)
+        parts: Parts = {}
+        for resource in (r.INSTANCETYPES, r.CLUSTER_INSTANCETYPES, r.PREFERENCES, r.CLUSTER_PREFERENCES,
+                         r.CONTROLLER_REVISIONS):
             if resource.kind not in kinds:
                 continue
             try:
@@ -143,7 +152,9 @@ class ClusterReader:
             for item in items:
                 meta = _meta(item)
                 ns = str(meta.get("namespace") or "") if resource.namespaced else ""
-                parts[(resource.kind, ns, str(meta.get("name", "")))] = objects.parse_profile_part(item)
+                stored = item.get("data") if resource is r.CONTROLLER_REVISIONS else item
+                if isinstance(stored, dict):
+                    parts[(resource.kind, ns, str(meta.get("name", "")))] = objects.parse_profile_part(stored)
         return {(vm.namespace, vm.name): _profile(vm, parts) for vm in wanted}
 
     def kubevirt_installed(self) -> None:

@@ -66,6 +66,7 @@ PREFERENCES = Resource("virtualmachinepreferences", "instancetype.kubevirt.io", 
                        "VirtualMachinePreference", True)
 CLUSTER_PREFERENCES = Resource("virtualmachineclusterpreferences", "instancetype.kubevirt.io", "v1beta1",
                                "VirtualMachineClusterPreference", False)
+CONTROLLER_REVISIONS = Resource("controllerrevisions", "apps", "v1", "ControllerRevision", True)
 MANAGEDCHARTS = Resource("managedcharts", "management.cattle.io", "v3", "ManagedChart", True)
 VM_RESTART = "restart"  # subresources.kubevirt.io/v1 virtualmachines/{name}/restart
 SUBRESOURCES_GROUP_VERSION = "subresources.kubevirt.io/v1"
