@@ -64,6 +64,6 @@ def run(args: argparse.Namespace, env: Environment) -> int:
                            reader.cpu_profiles(vms), reader.pods_for(wanted) if wanted else ())
     if not vms and o.common.fmt not in ("json", "yaml"):
         env.warn("no VirtualMachines found%s" % (" in namespace %s" % namespace if namespace else ""))
-    emit(env, o.common, lambda: to_document(result, uncollected), lambda style: render_table(result, style),
+    emit(env, o.common, lambda: to_document(result, uncollected, reader.cluster_config().platform), lambda style: render_table(result, style),
          lambda: names("virtualmachine.kubevirt.io", ["%s" % v.vm for v in result.vms if v.risks]))
     return ExitCode.BLOCKED if o.exit_code and result.blocking else ExitCode.OK

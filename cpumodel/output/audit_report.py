@@ -1,7 +1,7 @@
 """`audit` output: the document of docs/json-contract.md and the table, from an AuditResult."""
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from cpumodel.core.audit import REACH_NAMED, AuditResult, VmAudit
 from cpumodel.output.render import TableStyle, brief_list, plural, report, section, table
@@ -21,11 +21,13 @@ def vm_doc(v: VmAudit) -> Dict[str, Any]:
     return doc
 
 
-def to_document(result: AuditResult, uncollected: Sequence[str] = ()) -> Dict[str, Any]:
+def to_document(result: AuditResult, uncollected: Sequence[str] = (), platform: Optional[str] = None
+                ) -> Dict[str, Any]:
     vms = [vm_doc(v) for v in result.vms]
     for doc in vms:
         doc["vmCapableNodes"] = result.capable
     return report("AuditReport", {
+        "platform": platform,
         "vms": vms,
         "summary": {"vms": len(result.vms), "atRisk": result.at_risk, "byRisk": result.by_risk},
         "recommended": result.recommended,
