@@ -188,3 +188,16 @@ def test_core_imports_no_io_layers():
                     mod = getattr(stmt, "module", None) or stmt.names[0].name
                     assert not mod.startswith(("cpumodel.sources", "cpumodel.commands", "cpumodel.output",
                                                "kubernetes", "yaml")), (f, mod)
+
+
+def test_pod_queries_batch_one_key_selectors():
+    from cpumodel.core.pod_affinity import VALUES_PER_QUERY, pod_queries
+    from cpumodel.objects import PodAffinityTerm
+
+    terms = [(PodAffinityTerm(True, "app=vm-%03d" % i, "kubernetes.io/hostname"), "default") for i in range(150)]
+    terms.append((PodAffinityTerm(True, "tier in (a,b)", "zone"), "default"))
+    terms.append((PodAffinityTerm(False, "app=db,tier!=x", "zone", any_namespace=True), "default"))
+    queries = pod_queries(terms)
+    assert ("default", "tier in (a,b)") in queries and (None, "app=db,tier!=x") in queries
+    app = [q for ns, q in queries if q.startswith("app in (")]
+    assert len(app) == 2 and sum(q.count(",") + 1 for q in app) == 150 and VALUES_PER_QUERY == 100
