@@ -145,10 +145,13 @@ def test_the_cpu_class_cache_equals_reading_every_node(nodes):
 @given(zones=st.lists(st.sampled_from(["a", "b", "c", None]), min_size=3, max_size=8),
        peers=st.lists(st.tuples(st.integers(0, 7), st.sampled_from(["db", "web"])), max_size=6),
        anti=st.booleans(), key=st.sampled_from(["topology.kubernetes.io/zone", "kubernetes.io/hostname"]),
-       own=st.sampled_from(["db", "web"]))
-def test_pod_affinity_by_domains_agrees_with_the_per_node_check(zones, peers, anti, key, own):
+       own=st.sampled_from(["db", "web"]),
+       selector=st.sampled_from([{"matchLabels": {"app": "db"}},  # one key: read through the label index
+                                 {"matchLabels": {"app": "db"},
+                                  "matchExpressions": [{"key": "app", "operator": "Exists"}]}]))
+def test_pod_affinity_by_domains_agrees_with_the_per_node_check(zones, peers, anti, key, own, selector):
     """fitting() filters whole topology domains at once; accepts() judges node by node: they must agree."""
-    from cpumodel.core.pod_affinity import placements
+    from cpumodel.core.pod_affinity import NearbyPods, placements
 
     nodes = [objects.parse_node(kv.cpu_node("n%d" % i, "Skylake-Server-IBRS", SKYLAKE,
                                             labels={"topology.kubernetes.io/zone": z} if z else {}))
@@ -159,12 +162,12 @@ def test_pod_affinity_by_domains_agrees_with_the_per_node_check(zones, peers, an
         pod["metadata"]["labels"]["app"] = app
         pods.append(objects.parse_pod(pod))
     affinity = {"podAntiAffinity" if anti else "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-        {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": key}]}}
+        {"labelSelector": selector, "topologyKey": key}]}}
     vmi_obj = kv.vmi("vm", "n0", "Skylake-Server-IBRS", affinity=affinity)
     vmi_obj["metadata"]["labels"]["app"] = own
     vmi = objects.parse_vmi(vmi_obj)
     engine = MigrationEngine(nodes, objects.parse_kubevirt(kv.kubevirt()))
-    nearby = placements(vmi.pod_terms, "default", pods, engine.by_name)
+    nearby = placements(vmi.pod_terms, "default", NearbyPods(pods, engine.by_name))
     s = engine.situation(VmState("vm", "default", None, vmi, None, None, nearby))
     by_node = {n.name for n in nodes if engine.accepts(s, n)}
     assert engine.fitting(s) - {"n0"} == by_node

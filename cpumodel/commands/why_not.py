@@ -11,7 +11,7 @@ from cpumodel.commands.context import (Common, Environment, Problems, checked_na
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.launcher_pod import observe_vendor_rule
 from cpumodel.core.migration import VmState, current_launcher
-from cpumodel.core.pod_affinity import placements, terms_of
+from cpumodel.core.pod_affinity import NearbyPods, placements, terms_of
 from cpumodel.core.why_not import MigrationAttempt, explain
 from cpumodel.errors import ExitCode, NotFound
 from cpumodel.output.render import names
@@ -99,8 +99,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         env.warn(note)
     profile = reader.cpu_profiles([vm]).get((vm.namespace, vm.name)) if vm is not None else None
     terms = terms_of(vm, vmi)
-    nearby = placements(terms, namespace, reader.pods_for([(t, namespace) for t in terms]),
-                        {n.name: n for n in nodes}) if terms else ()
+    nearby = placements(terms, namespace, NearbyPods(reader.pods_for([(t, namespace) for t in terms]),
+                                                     {n.name: n for n in nodes})) if terms else ()
     state = VmState(o.name, namespace, vm, vmi, pod, profile, nearby)
     result = explain(Catalog.load(), state, nodes, kubevirt, o.node, attempts, events)
     emit(env, o.common, lambda: to_document(result), lambda style: render_table(result, style),

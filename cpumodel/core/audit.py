@@ -15,7 +15,7 @@ from cpumodel.core.highest_common import CommonResult
 from cpumodel.core.launcher_pod import migrated_before, start_vmi
 from cpumodel.core.migration import MigrationEngine, Situation, VmState, current_launcher, live_migratable
 from cpumodel.core.nodes import NodeSet
-from cpumodel.core.pod_affinity import Placement, placements, terms_of
+from cpumodel.core.pod_affinity import NearbyPods, Placement, placements, terms_of
 from cpumodel.objects import HOST_MODEL, HOST_PASSTHROUGH, CpuProfile, Pod, VirtualMachine, VirtualMachineInstance
 
 NAMED = "named"
@@ -233,11 +233,12 @@ def audit_cluster(catalog: Catalog, engine: MigrationEngine, node_set: NodeSet, 
                   nearby_pods: Sequence[Pod] = ()) -> AuditResult:
     """`nearby_pods`: the pods the VMs' pod (anti-)affinity terms look at."""
     auditor = Auditor(catalog, engine, node_set, common)
+    index = NearbyPods(nearby_pods, engine.by_name)
     results = []
     for vm in sorted(vms, key=lambda v: (v.namespace, v.name)):
         vmi = vmis.get((vm.namespace, vm.name))
         terms = terms_of(vm, vmi)
-        nearby = placements(terms, vm.namespace, nearby_pods, engine.by_name) if terms else ()
+        nearby = placements(terms, vm.namespace, index) if terms else ()
         results.append(auditor.audit(vm, vmi, pods.get(vmi.uid, []) if vmi else [],
                                      (profiles or {}).get((vm.namespace, vm.name)), nearby))
     return AuditResult(tuple(results), len(auditor.capable), common.recommended, fixes(results, common.recommended))

@@ -20,7 +20,7 @@ from cpumodel.core.catalog import Catalog
 from cpumodel.core.migration import (ORIGIN_POD_AFFINITY, MigrationEngine, Situation, VmState, failure_key, failure_origin,
                                      libvirt_warnings, live_migratable, needs_cpu_fix, vm_reasons)
 from cpumodel.core.nodes import split_nodes
-from cpumodel.core.pod_affinity import placements, violations
+from cpumodel.core.pod_affinity import NearbyPods, placements, violations
 from cpumodel.core.reasons import Category, Reason
 from cpumodel.objects import KubeVirtConfig, Node, Pod, VirtualMachineInstance
 
@@ -156,7 +156,8 @@ class DrainPlanner:
 
     def __init__(self, catalog: Catalog, engine: MigrationEngine, obsolete: frozenset, pods: Sequence[Pod] = ()):
         """`pods`: those the VMs' pod (anti-)affinity terms look at."""
-        self.catalog, self.engine, self.obsolete, self.pods = catalog, engine, obsolete, tuple(pods)
+        self.catalog, self.engine, self.obsolete = catalog, engine, obsolete
+        self.nearby = NearbyPods(pods, engine.by_name)
         capable = {n.name for n in split_nodes(engine.nodes, engine.cpu).capable}
         # Targets are VM-capable, schedulable and Ready; a step also leaves out the drained nodes.
         self.eligible = frozenset(n.name for n in engine.nodes if n.name in capable and not n.unschedulable
@@ -174,8 +175,7 @@ class DrainPlanner:
         candidates = len(self.eligible - gone)
         results, blocked_states = [], []
         for vm in sorted(running, key=lambda r: (r.vmi.namespace, r.vmi.name)):
-            nearby = placements(vm.vmi.pod_terms, vm.vmi.namespace, self.pods, self.engine.by_name) \
-                if vm.vmi.pod_terms else ()
+            nearby = placements(vm.vmi.pod_terms, vm.vmi.namespace, self.nearby) if vm.vmi.pod_terms else ()
             state = VmState(vm.vmi.name, vm.vmi.namespace, None, vm.vmi, vm.launcher, None, nearby)
             s = self.engine.situation(state)
             targets = Targets(self.pool(s), gone)

@@ -14,6 +14,9 @@ from cpumodel.core.api_selectors import matches, parse_selector
 from cpumodel.objects import Node, Pod, PodAffinityTerm, VirtualMachine, VirtualMachineInstance
 
 ACTIVE_PHASES = ("Pending", "Running", "Unknown", "")  # pods that still occupy their node
+VALUES_PER_QUERY = 100  # keeps a batched `key in (...)` selector well inside URL limits
+# A selector on one key: `key=value` or `key in (values)`.
+_ONE_KEY = re.compile(r"^([^,=!()\s]+)(?:=([^,=!()\s]+)| in \(([^()]*)\))$")
 
 
 @dataclass(frozen=True)
@@ -36,20 +39,43 @@ def term_namespaces(term: PodAffinityTerm, namespace: str) -> Optional[Tuple[str
     return term.namespaces or (namespace,)
 
 
-def placement(term: PodAffinityTerm, namespace: str, pods: Iterable[Pod], nodes: Mapping[str, Node]) -> Placement:
+class NearbyPods:
+    """The active pods on known nodes, indexed by namespace and by each label, so that thousands of VMs with
+    pod (anti-)affinity look only at the pods their terms could select."""
+
+    def __init__(self, pods: Iterable[Pod], nodes: Mapping[str, Node]):
+        self.nodes = nodes
+        self.by_namespace: Dict[str, List[Pod]] = {}
+        self.by_label: Dict[Tuple[str, str, str], List[Pod]] = {}
+        for pod in pods:
+            if pod.node_name not in nodes or pod.phase not in ACTIVE_PHASES:
+                continue
+            self.by_namespace.setdefault(pod.namespace, []).append(pod)
+            for key, value in pod.labels.items():
+                self.by_label.setdefault((pod.namespace, key, value), []).append(pod)
+
+    def candidates(self, term: PodAffinityTerm, namespace: str) -> Iterable[Pod]:
+        """A superset of the pods the term selects (a one-key selector narrows it by the index)."""
+        spaces = term_namespaces(term, namespace)
+        spaces = tuple(self.by_namespace) if spaces is None else spaces
+        one_key = _ONE_KEY.match(term.selector)
+        for ns in spaces:
+            if one_key:
+                values = [one_key.group(2)] if one_key.group(2) else one_key.group(3).split(",")
+                for value in dict.fromkeys(v.strip() for v in values):
+                    yield from self.by_label.get((ns, one_key.group(1), value), ())
+            else:
+                yield from self.by_namespace.get(ns, ())
+
+
+def placement(term: PodAffinityTerm, namespace: str, nearby: NearbyPods) -> Placement:
     """The domains of the active pods that match the term, in its namespaces, on known nodes. The VM's own
     launcher pod counts, as it does for the scheduler placing the migration target (the source pod runs
     until the migration completes), and so do pods on nodes being drained, for the same reason."""
     reqs = parse_selector(term.selector) if term.selector else []
-    spaces = term_namespaces(term, namespace)
     domains: Dict[str, List[str]] = {}
-    for pod in pods:
-        node = nodes.get(pod.node_name or "")
-        if node is None or pod.phase not in ACTIVE_PHASES:
-            continue
-        if spaces is not None and pod.namespace not in spaces:
-            continue
-        value = node.labels.get(term.topology_key)
+    for pod in nearby.candidates(term, namespace):
+        value = nearby.nodes[pod.node_name].labels.get(term.topology_key)  # type: ignore[index]
         if value is not None and matches(reqs, pod.labels):
             domains.setdefault(value, []).append("%s/%s" % (pod.namespace, pod.name))
     return Placement(term, {k: tuple(sorted(v)) for k, v in domains.items()}, namespace)
@@ -90,10 +116,8 @@ def describe(p: Placement, node: Node, pods: Tuple[str, ...]) -> str:
             % (node.name, where, selector, t.topology_key))
 
 
-def placements(terms: Tuple[PodAffinityTerm, ...], namespace: str, pods: Iterable[Pod], nodes: Mapping[str, Node]
-               ) -> Tuple[Placement, ...]:
-    pods = list(pods)
-    return tuple(placement(t, namespace, pods, nodes) for t in terms)
+def placements(terms: Tuple[PodAffinityTerm, ...], namespace: str, nearby: NearbyPods) -> Tuple[Placement, ...]:
+    return tuple(placement(t, namespace, nearby) for t in terms)
 
 
 def terms_of(vm: Optional[VirtualMachine], vmi: Optional[VirtualMachineInstance]) -> Tuple[PodAffinityTerm, ...]:
@@ -103,8 +127,6 @@ def terms_of(vm: Optional[VirtualMachine], vmi: Optional[VirtualMachineInstance]
     return vm.template.pod_terms if vm is not None else ()
 
 
-VALUES_PER_QUERY = 100  # keeps a batched `key in (...)` selector well inside URL limits
-_ONE_KEY = re.compile(r"^([^,=!()\s]+)(?:=([^,=!()\s]+)| in \(([^()]*)\))$")
 
 
 def pod_queries(wanted: Iterable[Tuple[PodAffinityTerm, str]]) -> List[Tuple[Optional[str], str]]:
