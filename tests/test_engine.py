@@ -171,3 +171,9 @@ def test_pod_affinity_by_domains_agrees_with_the_per_node_check(zones, peers, an
     s = engine.situation(VmState("vm", "default", None, vmi, None, None, nearby))
     by_node = {n.name for n in nodes if engine.accepts(s, n)}
     assert engine.fitting(s) - {"n0"} == by_node
+    # The label index finds exactly the pods a plain scan finds.
+    found = {pod for p in nearby for names in p.domains.values() for pod in names}
+    label = engine.by_name
+    scan = {"%s/%s" % (p.namespace, p.name) for p in pods
+            if p.labels.get("app") == "db" and key in label[p.node_name].labels}
+    assert found == scan
