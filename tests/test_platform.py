@@ -182,3 +182,39 @@ def test_platform_is_reported_for_harvester_and_plain_kubevirt(tmp_path, live_en
     snap = tmp_path / "snap.yaml"
     snap.write_text(yaml.safe_dump_all([kv.cpu_node("n", "Broadwell-IBRS", ["Broadwell-IBRS"]), kv.kubevirt()]))
     assert json.loads(run_cli(["common", "-f", str(snap), "-o", "json"], offline=True).stdout)["platform"] == "kubevirt"
+
+
+def test_write_target_decides_where_the_default_is_owned():
+    """The pure decision behind set --cluster, for every platform and --target."""
+    from cpumodel import objects
+    from cpumodel.core.platform import ClusterConfig, owned_config, write_target
+    from cpumodel.errors import SourceError, UsageError
+
+    plain = objects.parse_kubevirt(kv.kubevirt())
+    harvester = objects.parse_kubevirt(kv.kubevirt(namespace="harvester-system"))
+    owned = objects.parse_kubevirt(kv.hco_kubevirt())
+    openshift = owned_config(owned, objects.parse_hyperconverged(kv.hyperconverged(version="v1")))
+    unreadable = owned_config(owned, None, "forbidden")
+    asked = []
+
+    def chart(present):
+        def probe():
+            asked.append(present)
+            return present
+        return probe
+
+    def where(config, target, present=False):
+        try:
+            return write_target(config, target, chart(present)).kind
+        except (UsageError, SourceError) as exc:
+            return type(exc).__name__
+
+    assert where(openshift, None) == "HyperConverged" and not asked  # no ManagedChart read on OpenShift
+    assert where(openshift, "kubevirt") == "KubeVirt"
+    assert where(unreadable, None) == "SourceError" and where(unreadable, "kubevirt") == "KubeVirt"
+    assert where(ClusterConfig("harvester", harvester), None, present=True) == "ManagedChart"
+    assert where(ClusterConfig("harvester", harvester), "kubevirt", present=True) == "KubeVirt"
+    assert where(ClusterConfig("kubevirt", plain), None) == "KubeVirt"
+    assert where(ClusterConfig("kubevirt", plain), "managedchart") == "UsageError"
+    assert where(ClusterConfig("kubevirt", plain), "hco") == "UsageError"
+    assert where(ClusterConfig(None, None), None) == "UsageError"

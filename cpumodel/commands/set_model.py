@@ -8,16 +8,16 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from cpumodel.commands.context import (Common, Environment, Problems, checked_selector, common_options, open_source,
                                        parse_vm_reference)
 from cpumodel.core.nodes import Summarizer, split_nodes
-from cpumodel.core.platform import OPENSHIFT, ClusterConfig
-from cpumodel.core.plan import (CHART_MODEL_PATH, VM_MODEL_PATH, check_model, cluster_impact,
+from cpumodel.core.platform import write_target
+from cpumodel.core.plan import (VM_MODEL_PATH, check_model, cluster_impact,
                                 field_patch, get_path, kubevirt_rejection, merge_patch)
 from cpumodel.errors import Conflict, NotFound, SourceError, UsageError
 from cpumodel.output.set_report import (changed_lines, failed_line, impact_lines, objects_document, restart_pending,
                                         result_entry, unchanged_line)
-from cpumodel.objects import CPU_MODES, KUBEVIRT_MODEL_PATH
+from cpumodel.objects import CPU_MODES
 from cpumodel.sources import resources as r
 from cpumodel.sources.base import Source
-from cpumodel.sources.reader import HARVESTER_CHART, ClusterReader
+from cpumodel.sources.reader import ClusterReader
 
 MERGE_PATCH = "application/merge-patch+json"
 CONFLICT_RETRIES = 3
@@ -270,54 +270,32 @@ def run_vms(reader: ClusterReader, o: Options, env: Environment) -> int:
     return 0
 
 
+# How the result lines name the field written, per kind of object.
+FIELD_LABELS = {"HyperConverged": "default cpu model", "KubeVirt": "cluster cpu model",
+                "ManagedChart": "values kubevirt.spec.configuration.cpuModel"}
+RESOURCES = {"KubeVirt": r.KUBEVIRTS, "ManagedChart": r.MANAGEDCHARTS}
+
+
 def cluster_change(reader: ClusterReader, o: Options, env: Environment) -> Change:
-    """Where the cluster default is written: where it is owned, unless --target says otherwise."""
+    """The write `set --cluster` makes (core/platform.py decides where), said on stderr."""
     config = reader.cluster_config()
-    kubevirt = config.kubevirt
-    if kubevirt is None:
-        raise UsageError("no KubeVirt CR found in any namespace: is KubeVirt installed?")
-    if o.target == "hco" or (o.target is None and config.platform == OPENSHIFT):
-        return hco_change(config)
-    if o.target == "kubevirt":
-        if kubevirt.hco_owner:
-            env.warn("writing the KubeVirt CR directly (--target kubevirt): HCO sets it back to the HyperConverged "
-                     "CR's value at its next reconcile")
-        return kubevirt_change(kubevirt)
-    chart = reader.harvester_chart()
-    if o.target == "managedchart" and chart is None:
-        raise UsageError("--target managedchart: ManagedChart %s/%s not found (not a Harvester cluster?)" % HARVESTER_CHART)
-    if chart is not None:
+    field = write_target(config, o.target, lambda: reader.harvester_chart() is not None)
+    if field.kind == "KubeVirt" and config.kubevirt is not None and config.kubevirt.hco_owner:
+        env.warn("writing the KubeVirt CR directly (--target kubevirt): HCO sets it back to the HyperConverged "
+                 "CR's value at its next reconcile")
+    elif field.kind == "ManagedChart":
         env.tell("Harvester detected: writing the ManagedChart %s/%s values so upgrades keep the model; "
-                 "Fleet then updates the KubeVirt CR\n" % HARVESTER_CHART)
-        return Change(r.MANAGEDCHARTS, HARVESTER_CHART[0], HARVESTER_CHART[1], CHART_MODEL_PATH,
-                      "values kubevirt.spec.configuration.cpuModel")
-    return kubevirt_change(kubevirt)
-
-
-def kubevirt_change(kubevirt) -> Change:
-    return Change(r.KUBEVIRTS, kubevirt.namespace, kubevirt.name, KUBEVIRT_MODEL_PATH, "cluster cpu model")
-
-
-def hco_change(config: ClusterConfig) -> Change:
-    """The HyperConverged CR's default-model field, at the version the server serves (its path differs)."""
-    hco = config.hco
-    if hco is None:
-        if config.kubevirt is not None and config.kubevirt.hco_owner:
-            raise SourceError(
-                "the KubeVirt CR %s/%s is managed by HCO, which sets direct edits back, and its HyperConverged CR "
-                "could not be read (%s); fix that and retry, or write the KubeVirt CR anyway with --target kubevirt"
-                % (config.kubevirt.namespace, config.kubevirt.name, config.hco_problem))
-        raise UsageError("--target hco: no HyperConverged CR manages KubeVirt here (not OpenShift Virtualization)")
-    version = hco.api_version.rpartition("/")[2]
-    return Change(r.hyperconvergeds(version), hco.namespace, hco.name, hco.model_path, "default cpu model")
+                 "Fleet then updates the KubeVirt CR\n" % (field.namespace, field.name))
+    elif field.kind == "HyperConverged":
+        env.tell("OpenShift Virtualization detected: writing %s; HCO then updates the KubeVirt CR\n"
+                 % field.described())
+    resource = RESOURCES.get(field.kind) or r.hyperconvergeds(field.api_version.rpartition("/")[2])
+    return Change(resource, field.namespace, field.name, field.path, FIELD_LABELS[field.kind])
 
 
 def run_cluster(reader: ClusterReader, o: Options, env: Environment) -> int:
     check_against_nodes(reader, o, env, require_all=True)
     change = cluster_change(reader, o, env)
-    if change.resource.group == r.HCO_GROUP:
-        env.tell("OpenShift Virtualization detected: writing HyperConverged %s/%s %s; HCO then updates the "
-                 "KubeVirt CR\n" % (change.namespace, change.name, ".".join(change.path)))
     vms = reader.vms(None)
     impact = cluster_impact(vms, reader.cpu_profiles(vms))
     outcomes = apply_all(reader.source, [change], o.model, o)

@@ -9,7 +9,6 @@ from cpumodel.core.nodes import NodeSet
 from cpumodel.objects import CPU_MODES, HOST_PASSTHROUGH, CpuProfile, VirtualMachine
 
 VM_MODEL_PATH = ("spec", "template", "spec", "domain", "cpu", "model")
-CHART_MODEL_PATH = ("spec", "values", "kubevirt", "spec", "configuration", "cpuModel")
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,11 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from cpumodel import objects
-from cpumodel.core.platform import ClusterConfig, detect_platform, owned_config
+from cpumodel.core.platform import HARVESTER_CHART, ClusterConfig, detect_platform, owned_config
 from cpumodel.errors import NotFound, SourceError
 from cpumodel.sources import resources as r
 from cpumodel.sources.base import Source
 
-HARVESTER_CHART = ("fleet-local", "harvester")
 LAUNCHER_UIDS_PER_REQUEST = 100  # keeps a label selector of VMI uids well inside URL limits
 
 
@@ -102,7 +101,7 @@ class ClusterReader:
 
     def harvester_chart(self) -> Optional[Dict[str, Any]]:
         try:
-            return self.source.get(r.MANAGEDCHARTS, *HARVESTER_CHART)
+            return self.source.get(r.MANAGEDCHARTS, HARVESTER_CHART.namespace, HARVESTER_CHART.name)
         except NotFound:
             return None
 
