@@ -186,6 +186,15 @@ def test_server_and_token_flags_need_no_kubeconfig(fake, tmp_path):
     assert {r["headers"]["authorization"] for r in fake.requests} == {"Bearer " + TOKEN}
 
 
+def test_headers_carry_utf8_and_refuse_line_breaks(live_env, fake):
+    assert run_cli(["common", "--as", "jürgen-用户"], env=live_env).returncode == 0
+    sent = fake.requests[-1]["header_lists"]["impersonate-user"][0]
+    assert sent.encode("latin-1").decode("utf-8") == "jürgen-用户"  # UTF-8 bytes on the wire, as client-go sends
+    proc = run_cli(["common", "--as", "eve\r\nX-Evil: 1"], env=live_env)
+    assert proc.returncode == 1 and "holds a line break" in proc.stderr and "Traceback" not in proc.stderr
+    assert "X-Evil" not in proc.stderr
+
+
 def test_impersonation_headers(live_env, fake):
     assert run_cli(["common", "--as", "jane", "--as-group", "devs", "--as-group", "ops", "--as-uid", "42"],
                    env=live_env).returncode == 0

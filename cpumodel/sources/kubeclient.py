@@ -239,10 +239,14 @@ class KubeClient:
         except SourceError:
             self._log(method, path, query, "timeout", started)
             raise
-        except (OSError, HTTPException, zlib.error) as exc:
+        except (OSError, HTTPException, zlib.error, ValueError) as exc:
             self._log(method, path, query, "error", started)
             if isinstance(exc, zlib.error):
                 raise SourceError("the server sent a response that is not valid gzip: %s" % exc)
+            if isinstance(exc, ValueError) and not isinstance(exc, OSError):  # http.client refuses a header
+                # Not the value itself: it may be a credential.
+                raise SourceError("cannot send the request to %s: a header value (credentials or --as/--as-group) "
+                                  "holds a line break or another character HTTP headers cannot carry" % self.server)
             raise connection_error(exc, self.access, self.timeout)
         self._log(method, path, query, status, started)
         return status, data, resp_headers

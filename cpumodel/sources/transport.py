@@ -146,7 +146,7 @@ class Transport:
         try:
             conn.putrequest(method, self.target(path_and_query), skip_accept_encoding=True)
             for name, value in headers:
-                conn.putheader(name, value)
+                conn.putheader(name, value.encode("utf-8"))  # as client-go sends them; latin-1 would fail
             if self.proxy and not self.https:
                 for name, value in self.proxy_headers.items():
                     conn.putheader(name, value)
