@@ -158,6 +158,8 @@ class FakeKube:
         self.cache_responses = False
         self._responses: Dict[tuple, tuple] = {}
         self.on_patch = None  # hook(obj) run before a patch is applied: tests simulate a concurrent writer
+        # Serve under a path, as Rancher's proxy serves a downstream (e.g. Harvester) cluster at /k8s/clusters/<id>.
+        self.path_prefix = ""
         for obj in objects or []:
             if obj["apiVersion"].rpartition("/")[0] not in without_groups:
                 self.add(obj)
@@ -450,6 +452,11 @@ class Handler(BaseHTTPRequestHandler):
         client_cn = next((v for rdn in (peer or {}).get("subject", ()) for k, v in rdn if k == "commonName"), None)
         if url.path == "/_fake/requests":  # for benchmarks in another process: not itself logged
             return self._send(200, json.dumps({"count": len(self.fake.requests)}).encode(), {}, headers)
+        prefix = self.fake.path_prefix
+        if prefix and not url.path.startswith(prefix + "/"):
+            return self._send(404, b'{"kind":"Status","status":"Failure","reason":"NotFound","code":404}', {},
+                              headers)
+        url = url._replace(path=url.path[len(prefix):])
         self.fake.requests.append({"method": self.command, "path": url.path, "query": query, "headers": headers,
                                    "header_lists": header_lists, "client_cn": client_cn,
                                    "body": body.decode("utf-8", "replace")})

@@ -195,6 +195,16 @@ def test_headers_carry_utf8_and_refuse_line_breaks(live_env, fake):
     assert "X-Evil" not in proc.stderr
 
 
+def test_a_server_url_with_a_path_as_rancher_proxies_downstream_clusters(fake, tmp_path):
+    fake.path_prefix = "/k8s/clusters/c-m-4x2kq"
+    kc = kubeconfig(tmp_path / "kc", fake.url + fake.path_prefix, {"token": TOKEN})
+    doc = json.loads(run_cli(["common", "-o", "json"], env=base_env(KUBECONFIG=kc)).stdout)
+    assert doc["recommended"] == "Skylake-Server-IBRS"
+    proc = run_cli(["set", "vm/web-1", "Skylake-Server-IBRS"], env=base_env(KUBECONFIG=kc))
+    assert proc.returncode == 0, proc.stderr
+    assert any(r["method"] == "PATCH" for r in fake.requests)
+
+
 def test_impersonation_headers(live_env, fake):
     assert run_cli(["common", "--as", "jane", "--as-group", "devs", "--as-group", "ops", "--as-uid", "42"],
                    env=live_env).returncode == 0
