@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark kubectl-cpumodel against real kubectl on synthetic clusters served by the fake API server.
 
-Usage: python benchmarks/run.py [--sizes 500,2000,5000] [--vms 10000] [--repeat 1]
+Usage: python benchmarks/run.py [--sizes 10,500,2000,5000] [--vms 10000] [--small-vms 200] [--repeat 3]
 The plugin runs as a krew user runs it: the krew archive's tree (tools/build_dist.py: the launcher,
 the package and its vendored dependencies) under the interpreter beneath this venv, so no dev-only
 import hooks of an editable install are measured. Prints, per cluster size and measured in the same run: wall time and peak RSS of each plugin
@@ -190,6 +190,8 @@ def main(argv: List[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="10,500,2000,5000")
     p.add_argument("--vms", type=int, default=10000)
+    p.add_argument("--small-vms", type=int, default=200,
+                   help="VMs of clusters of at most %d nodes (100 of them on node-00000), as small clusters have" % SMALL)
     p.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
     args = p.parse_args(argv)
     kubectl = kubectl_binary()
@@ -201,7 +203,7 @@ def main(argv: List[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         plugin = krew_tree(tmp)
         for size in [int(s) for s in args.sizes.split(",")]:
-            rows += bench_size(size, args.vms, args.repeat, kubectl, plugin)
+            rows += bench_size(size, args.small_vms if size <= SMALL else args.vms, args.repeat, kubectl, plugin)
         report(rows)
         print()
         verdicts(rows)
