@@ -116,7 +116,7 @@ def test_no_arguments_prints_help_and_version():
 
 def test_help_imports_no_kubernetes_yaml_or_http_client():
     code = ("import sys; sys.argv=['kubectl-cpumodel']; from cpumodel.cli import build_parser; build_parser(); import cpumodel.completion; "
-            "bad=[m for m in ('kubernetes','yaml','urllib3','cpumodel.core.catalog','cpumodel.objects') if m in sys.modules]; print(bad)")
+            "bad=[m for m in ('kubernetes','yaml','http.client','cpumodel.core.catalog','cpumodel.objects') if m in sys.modules]; print(bad)")
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=DEMO + "/../..")

@@ -204,7 +204,7 @@ def test_installs_and_runs_the_way_krew_does(release, tmp_path):
         assert '"recommended": "Skylake-Server-IBRS"' in ran.stdout
     probe = ("import os, runpy, sys; sys.argv = ['kubectl-cpumodel', '--help']; os._exit = sys.exit\n"
              "try:\n    runpy.run_path(%r, run_name='__main__')\nexcept SystemExit:\n    pass\n"
-             "print('LOADED', [m for m in ('kubernetes', 'yaml', 'urllib3') if m in sys.modules])") % str(store / "kubectl-cpumodel")
+             "print('LOADED', [m for m in ('kubernetes', 'yaml', 'http.client') if m in sys.modules])") % str(store / "kubectl-cpumodel")
     out = subprocess.run(["python3", "-c", probe], capture_output=True, text=True, env=env)
     assert "LOADED []" in out.stdout, out.stdout + out.stderr
 

@@ -90,7 +90,7 @@ def test_request_timeout_is_not_multiplied_by_client_retries(live_env, fake):
     fake.fault("GET", "^/api/v1/nodes$", delay=3.0, times=1)
     err = one_error(run_cli(["common", "--request-timeout", "1s"], env=live_env))
     assert "timed out after 1s" in err
-    # One try: neither urllib3 nor our own retries repeat a request that timed out.
+    # One try: the transport never retries, and our own retries never repeat a request that timed out.
     assert sum(r["path"] == "/api/v1/nodes" for r in fake.requests) == 1
 
 
