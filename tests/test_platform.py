@@ -218,3 +218,16 @@ def test_write_target_decides_where_the_default_is_owned():
     assert where(ClusterConfig("kubevirt", plain), "managedchart") == "UsageError"
     assert where(ClusterConfig("kubevirt", plain), "hco") == "UsageError"
     assert where(ClusterConfig(None, None), None) == "UsageError"
+
+
+def test_a_hyperconverged_version_we_do_not_know_falls_back_to_the_kubevirt_cr(tmp_path):
+    objects = openshift_objects("v1beta1", hco_model="Broadwell-IBRS")
+    objects[-1]["apiVersion"] = "hco.kubevirt.io/v2"
+    snap = tmp_path / "snap.yaml"
+    snap.write_text(yaml.safe_dump_all(objects))
+    proc = run_cli(["common", "-f", str(snap), "-o", "json"], offline=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "could not read the HyperConverged CR" in proc.stderr and "hco.kubevirt.io/v2" in proc.stderr
+    assert json.loads(proc.stdout)["clusterDefault"]["model"] == "Skylake-Server-IBRS"  # the KubeVirt CR's
+    proc = run_cli(["set", "--cluster", "Broadwell-IBRS", "-f", str(snap), "--dry-run=client"], offline=True)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: the KubeVirt CR") and proc.stderr.count("\n") == 1

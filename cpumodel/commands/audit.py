@@ -7,11 +7,10 @@ from typing import Dict, List, Optional
 
 from cpumodel import objects
 from cpumodel.commands.context import (Common, Environment, Problems, checked_selector, common_options, emit,
-                                       note_uncollected, open_source)
+                                       kubevirt_as_observed, note_uncollected, open_source)
 from cpumodel.core.audit import audit_cluster
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.highest_common import analyse_common
-from cpumodel.core.launcher_pod import observe_vendor_rule
 from cpumodel.core.migration import MigrationEngine
 from cpumodel.core.nodes import split_nodes
 from cpumodel.core.pod_affinity import terms_of
@@ -51,9 +50,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     launchers = reader.launchers(namespace)
     for pod in launchers:
         pods.setdefault(pod.labels.get("kubevirt.io/created-by", ""), []).append(pod)
-    kubevirt, note = observe_vendor_rule(kubevirt, launchers, nodes)
-    if note:
-        env.warn(note)
+    kubevirt = kubevirt_as_observed(env, kubevirt, launchers, nodes)
     uncollected = note_uncollected(env, reader.source)
     catalog = Catalog.load()
     engine = MigrationEngine(nodes, kubevirt)
@@ -61,7 +58,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     wanted = [(t, vm.namespace) for vm in vms
               for t in terms_of(vm, vmis.get((vm.namespace, vm.name)))]
     result = audit_cluster(catalog, engine, node_set, analyse_common(catalog, node_set, kubevirt), vms, vmis, pods,
-                           reader.cpu_profiles(vms), reader.pods_for(wanted) if wanted else ())
+                           reader.cpu_profiles(vms), reader.pods_for(wanted))
     if not vms and o.common.fmt not in ("json", "yaml"):
         env.warn("no VirtualMachines found%s" % (" in namespace %s" % namespace if namespace else ""))
     emit(env, o.common, lambda: to_document(result, uncollected, reader.cluster_config().platform), lambda style: render_table(result, style),

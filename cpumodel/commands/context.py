@@ -94,6 +94,17 @@ def note_config(env: "Environment", config) -> None:
                  "using the KubeVirt CR's settings" % config.hco_problem)
 
 
+def kubevirt_as_observed(env: "Environment", kubevirt, pods, nodes):
+    """The KubeVirt configuration with the vendor rule its migration target pods show (kubevirt-rules §5),
+    saying so when that disagrees with the version."""
+    from cpumodel.core.launcher_pod import observe_vendor_rule
+
+    kubevirt, note = observe_vendor_rule(kubevirt, pods, nodes)
+    if note:
+        env.warn(note)
+    return kubevirt
+
+
 def emit(env: "Environment", common: Common, document: Callable[[], dict], text: Callable[..., str],
          names: Callable[[], str]) -> None:
     """The one write of a command's result to stdout, in the format -o asked for."""

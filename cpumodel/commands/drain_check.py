@@ -7,11 +7,11 @@ from typing import Dict, List, Optional, Tuple
 
 from cpumodel import objects
 from cpumodel.commands.context import (Common, Environment, Problems, checked_names, checked_selector,
-                                       common_options, emit, note_uncollected, open_source)
+                                       common_options, emit, kubevirt_as_observed, note_uncollected,
+                                       open_source)
 from cpumodel.core.api_selectors import matches, parse_selector
 from cpumodel.core.catalog import Catalog, cluster_obsolete_models
 from cpumodel.core.drain import MAINTAIN_MODE_LABEL, DrainPlanner, RunningVm
-from cpumodel.core.launcher_pod import observe_vendor_rule
 from cpumodel.core.migration import MigrationEngine, current_launcher
 from cpumodel.core.nodes import split_nodes
 from cpumodel.errors import ExitCode, UsageError
@@ -69,14 +69,12 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     vmis = reader.vmis_on(list(o.nodes)) if o.nodes else reader.vmis()
     launchers = reader.launchers(None, vmis if o.nodes else None)
     vms = running_vms(vmis, launchers, reader.vm_labels(MAINTAIN_MODE_LABEL), harvester)
-    kubevirt, note = observe_vendor_rule(kubevirt, launchers, nodes)
-    if note:
-        env.warn(note)
+    kubevirt = kubevirt_as_observed(env, kubevirt, launchers, nodes)
     uncollected = note_uncollected(env, reader.source)
     engine = MigrationEngine(nodes, kubevirt)
     wanted = [(t, vm.vmi.namespace) for vm in vms for t in vm.vmi.pod_terms]
     planner = DrainPlanner(Catalog.load(), engine, cluster_obsolete_models(kubevirt),
-                           reader.pods_for(wanted) if wanted else ())
+                           reader.pods_for(wanted))
     if o.nodes:
         result = planner.check(o.nodes, vms)
         emit(env, o.common, lambda: to_document(result, uncollected), lambda style: render_table(result, style),

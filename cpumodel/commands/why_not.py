@@ -7,9 +7,8 @@ from typing import List, Optional, Tuple
 
 from cpumodel import objects
 from cpumodel.commands.context import (Common, Environment, Problems, checked_names, common_options, emit,
-                                       open_source, parse_vm_reference)
+                                       kubevirt_as_observed, open_source, parse_vm_reference)
 from cpumodel.core.catalog import Catalog
-from cpumodel.core.launcher_pod import observe_vendor_rule
 from cpumodel.core.migration import VmState, current_launcher
 from cpumodel.core.pod_affinity import NearbyPods, placements, terms_of
 from cpumodel.core.why_not import MigrationAttempt, explain
@@ -93,10 +92,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     launchers = reader.launcher_pods(vmi) if vmi is not None else []
     pod = current_launcher(vmi, launchers) if vmi is not None and vmi.running else None
     attempts, events = _history(reader, namespace, vmi)
-    kubevirt, note = observe_vendor_rule(reader.kubevirt(), launchers + [p for a in attempts for p, _ in a.target_pods],
-                                         nodes)
-    if note:
-        env.warn(note)
+    kubevirt = kubevirt_as_observed(env, reader.kubevirt(),
+                                    launchers + [p for a in attempts for p, _ in a.target_pods], nodes)
     profile = reader.cpu_profiles([vm]).get((vm.namespace, vm.name)) if vm is not None else None
     terms = terms_of(vm, vmi)
     nearby = placements(terms, namespace, NearbyPods(reader.pods_for([(t, namespace) for t in terms]),

@@ -30,7 +30,7 @@ LACKING_NAMED = 8  # nodes named in a model-not-everywhere message
 class CpuChoice:
     mode: str  # named, host-model, host-passthrough
     model: Optional[str]
-    origin: str  # vm, cluster-default, kubevirt-default
+    origin: str  # vm, instancetype, cluster-default, kubevirt-default
 
 
 @dataclass(frozen=True)

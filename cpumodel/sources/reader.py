@@ -95,9 +95,9 @@ class ClusterReader:
             if version is None:
                 return None, "%s: the cluster does not serve %s" % (where, r.HCO_GROUP)
             raw = self.source.get(r.hyperconvergeds(version), kubevirt.namespace, kubevirt.hco_owner or "")
-        except SourceError as exc:  # not found, forbidden, unreachable: the KubeVirt CR still says what is in effect
-            return None, "%s: %s" % (where, exc)
-        return objects.parse_hyperconverged(raw), None
+            return objects.parse_hyperconverged(raw), None
+        except SourceError as exc:  # not found, forbidden, unreachable, a version we do not know: the KubeVirt
+            return None, "%s: %s" % (where, exc)  # CR still says what is in effect
 
     def harvester_chart(self) -> Optional[Dict[str, Any]]:
         try:
