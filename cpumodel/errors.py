@@ -25,5 +25,9 @@ class NotFound(SourceError):
     """A named object does not exist."""
 
 
+class Forbidden(SourceError):
+    """RBAC denied a request (HTTP 403)."""
+
+
 class Conflict(SourceError):
     """A write lost a race with another writer (HTTP 409)."""

@@ -52,12 +52,26 @@ RESOURCES = {
     ("apps", "v1", "controllerrevisions"): ("ControllerRevision", True, []),
     ("hco.kubevirt.io", "v1beta1", "hyperconvergeds"): ("HyperConverged", True, ["hco", "hcos"]),
 }
+# Resources with a status subresource (KubeVirt's CRDs: VM, VMIM and KubeVirt, not VMI; crds.go).
+STATUS_SUBRESOURCE = {"nodes", "pods", "virtualmachines", "virtualmachineinstancemigrations", "kubevirts",
+                      "hyperconvergeds", "managedcharts"}
 VERBS = ["get", "list", "patch", "update", "watch", "create", "delete"]
 PATH = re.compile(r"^/(?:api/(?P<cv>v1)|apis/(?P<g>[^/]+)/(?P<v>[^/]+))"
                   r"(?:/namespaces/(?P<ns>[^/]+)(?=/))?(?:/(?P<plural>[^/]+))?(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?$")
-FIELD_KEYS = {"metadata.name", "metadata.namespace", "spec.unschedulable", "spec.nodeName", "status.phase",
-              "regarding.name", "regarding.kind", "regarding.namespace",
-              "involvedObject.name", "involvedObject.kind", "involvedObject.namespace"}
+# Field selectors each resource supports on kube-apiserver (its registry's field sets); custom resources
+# without `selectableFields` (KubeVirt declares none) support only metadata.name and metadata.namespace.
+META_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
+FIELD_KEYS = {
+    ("", "nodes"): META_FIELDS | {"spec.unschedulable"},
+    ("", "pods"): META_FIELDS | {"spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
+                                 "spec.serviceAccountName", "status.phase", "status.podIP", "status.nominatedNodeName"},
+    ("", "events"): META_FIELDS | {"involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+                                   "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
+                                   "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"},
+    ("events.k8s.io", "events"): META_FIELDS | {"regarding.kind", "regarding.namespace", "regarding.name",
+                                                "regarding.uid", "regarding.apiVersion", "regarding.resourceVersion",
+                                                "regarding.fieldPath", "reason", "reportingController", "type"},
+}
 
 
 class ApiStatus(Exception):
@@ -77,12 +91,13 @@ def _label_selector(text: str) -> List[LabelRequirement]:
         raise ApiStatus(400, "BadRequest", "unable to parse requirement: %s" % exc)
 
 
-def _field_selector(text: str) -> List[FieldRequirement]:
+def _field_selector(text: str, group: str = "", plural: str = "") -> List[FieldRequirement]:
     try:
         reqs = parse_field_selector(text)
     except UsageError as exc:
         raise ApiStatus(400, "BadRequest", "invalid field selector: %s" % exc)
-    unsupported = [r.path for r in reqs if r.path not in FIELD_KEYS]
+    supported = FIELD_KEYS.get((group, plural), META_FIELDS)
+    unsupported = [r.path for r in reqs if r.path not in supported]
     if unsupported:
         raise ApiStatus(400, "BadRequest", "field label not supported: %s" % unsupported[0])
     return reqs
@@ -253,7 +268,7 @@ class FakeKube:
         if group == "subresources.kubevirt.io" and sub == "restart" and method == "PUT":
             return 202, self._restart(ns or "", plural, name), {}
         key = (group, version, plural)
-        if key not in self.resources or sub:
+        if key not in self.resources or (sub and not (sub == "status" and plural in STATUS_SUBRESOURCE and name)):
             raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
         kind, namespaced, _ = self.resources[key]
         if name is None:
@@ -264,7 +279,7 @@ class FakeKube:
         if method == "GET":
             return 200, self._get(key, ns, name), {}
         if method == "PATCH":
-            return 200, self._patch(key, ns, name, query, headers, body), {}
+            return 200, self._patch(key, ns, name, query, headers, body, sub), {}
         raise ApiStatus(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
     @staticmethod
@@ -322,7 +337,7 @@ class FakeKube:
             reqs = _label_selector(query["labelSelector"])
             items = [o for o in items if matches(reqs, o["metadata"].get("labels") or {})]
         if query.get("fieldSelector"):
-            field_reqs = _field_selector(query["fieldSelector"])
+            field_reqs = _field_selector(query["fieldSelector"], key[0], key[2])
             items = [o for o in items if fields_match(field_reqs, o)]
         start = 0
         if query.get("continue"):
@@ -389,7 +404,8 @@ class FakeKube:
                            "columnDefinitions": columns})[:-1].encode()
         return Raw(head + b', "rows": [' + b", ".join(rows) + b"]}")
 
-    def _patch(self, key, ns: str, name: str, query: Dict[str, str], headers: Dict[str, str], body: bytes) -> dict:
+    def _patch(self, key, ns: str, name: str, query: Dict[str, str], headers: Dict[str, str], body: bytes,
+               sub: Optional[str] = None) -> dict:
         ctype = headers.get("content-type", "").split(";")[0].strip()
         with self.lock:
             current = self.store.get(key + (ns, name))
@@ -421,6 +437,14 @@ class FakeKube:
                                 "application/merge-patch+json, application/apply-patch+yaml")
             else:
                 raise ApiStatus(415, "UnsupportedMediaType", "unsupported patch type %s" % ctype)
+            if key[2] in STATUS_SUBRESOURCE:
+                # As kube-apiserver: where a status subresource exists, a write to the object keeps the old
+                # status, and a write to /status changes nothing but the status.
+                kept = updated if sub == "status" else current
+                updated = copy.deepcopy(current if sub == "status" else updated)
+                updated.pop("status", None)
+                if "status" in kept:
+                    updated["status"] = copy.deepcopy(kept["status"])
             updated["metadata"]["resourceVersion"] = self._next_rv()
             if query.get("dryRun") != "All":
                 self.store[key + (ns, name)] = updated

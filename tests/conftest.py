@@ -156,3 +156,125 @@ def kubectl(tmp_path, live_env):
         return subprocess.run([binary] + args + extra, capture_output=True, text=True, env=env, timeout=60)
 
     return run
+
+
+# ---- the real control plane (kube-apiserver + etcd built from Go modules; testkit/controlplane.py) ------------
+
+_SKIPPED_REAL: Dict[str, int] = {}
+
+
+def _control_plane_unavailable(reason: str):
+    """Without Go a contributor's laptop skips the controlplane tests; CI (CI=true) must run them."""
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI needs the real control plane: " + reason, pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def control_plane():
+    """etcd and kube-apiserver on loopback for this test session (one per xdist worker that runs such tests)."""
+    from testkit import controlplane as cp
+
+    try:
+        folder = cp.built() or (cp.build() if cp.go_binary() else None)
+    except cp.ControlPlaneError as exc:
+        _control_plane_unavailable("the control plane could not be built: %s" % exc)
+    if not folder:
+        _control_plane_unavailable("Go is not installed, so kube-apiserver and etcd cannot be built "
+                                   "(install Go >= 1.26, then `make control-plane`)")
+    try:
+        plane = cp.ControlPlane(folder).start()
+    except cp.ControlPlaneError as exc:
+        _control_plane_unavailable("the control plane did not start: %s" % exc)
+    yield plane
+    plane.stop()
+
+
+class RealCluster:
+    """The real API server holding one test's objects, and the ways to run the plugin against it."""
+
+    def __init__(self, plane, tmp_path):
+        self.plane, self.tmp_path = plane, tmp_path
+        self.expected_statuses: set = set()  # 4xx answers the test provokes on purpose
+        self.mark = plane.audit_mark()
+
+    def load(self, objects: List[dict], reuse: bool = False) -> None:
+        """Make these objects the whole cluster. With `reuse`, a cluster that holds exactly them already (loaded
+        by an earlier test, and nothing written since, as the audit log shows) is kept as it is."""
+        self.plane.replace(objects, reuse=reuse)
+
+    def env(self, token: Optional[str] = None, namespace: str = "default", user: str = "admin",
+            **extra: str) -> Dict[str, str]:
+        from testkit.controlplane import ADMIN_TOKEN
+
+        path = str(self.tmp_path / ("kubeconfig-%s-%s" % (user, namespace)))
+        self.plane.kubeconfig(path, token or ADMIN_TOKEN, namespace, user)
+        return base_env(KUBECONFIG=path, **extra)
+
+    def snapshot(self) -> str:
+        """The objects as the server holds them, written as a folder for `-f` (the offline twin of the cluster)."""
+        import yaml
+
+        folder = self.tmp_path / "server-snapshot"
+        folder.mkdir(exist_ok=True)
+        with open(folder / "objects.yaml", "w", encoding="utf-8") as fh:
+            yaml.safe_dump_all(self.plane.dump(), fh)
+        return str(folder)
+
+    def run(self, args: List[str], **kw) -> subprocess.CompletedProcess:
+        kw.setdefault("env", self.env())
+        return run_cli(args, **kw)
+
+    def json(self, args: List[str], **kw) -> dict:
+        proc = self.run(args + ["-o", "json"], **kw)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    def get(self, kind: str, namespace: Optional[str], name: str) -> dict:
+        from testkit.controlplane import resource_path
+
+        return self.plane.admin.request("GET", resource_path(kind, namespace, name))
+
+    def requests(self) -> List[dict]:
+        """The plugin's requests since this test began, as the server's audit log recorded them."""
+        return self.plane.audit_since(self.mark)
+
+    def unexpected_rejections(self) -> List[str]:
+        """4xx answers other than those the test provoked, and other than a GET of one named object that does
+        not exist (how the plugin learns that a VM is stopped or a cluster is not Harvester)."""
+        found = []
+        for event in self.requests():
+            status = event.get("responseStatus") or {}
+            code = status.get("code", 0)
+            absent = event.get("verb") == "get" and code == 404 and (status.get("details") or {}).get("name")
+            if code >= 400 and code not in self.expected_statuses and not absent:
+                found.append("%s %s -> %s" % (event.get("verb"), event.get("requestURI"), code))
+        return found
+
+
+@pytest.fixture
+def real(control_plane, tmp_path):
+    """One test's cluster on the real API server; fails the test on any request the server rejected that the
+    test did not expect (`real.expected_statuses`)."""
+    cluster = RealCluster(control_plane, tmp_path)
+    yield cluster
+    rejected = cluster.unexpected_rejections()
+    assert not rejected, "the real server rejected requests the plugin did not expect: %s" % rejected
+
+
+def pytest_collection_modifyitems(config, items):
+    """The controlplane and krew tests share one server per worker: keep them on one xdist worker."""
+    for item in items:
+        if item.get_closest_marker("controlplane") or item.get_closest_marker("krew"):
+            item.add_marker(pytest.mark.xdist_group("controlplane"))
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and ("controlplane" in report.keywords or "krew" in report.keywords):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _SKIPPED_REAL[reason] = _SKIPPED_REAL.get(reason, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    for reason, count in _SKIPPED_REAL.items():
+        terminalreporter.write_line("skipped %d controlplane/krew tests: %s" % (count, reason.replace("Skipped: ", "")))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from cpumodel import objects
-from cpumodel.commands.context import (Common, Environment, Problems, checked_selector, common_options, emit,
+from cpumodel.commands.context import (note_skipped, Common, Environment, Problems, checked_selector, common_options, emit,
                                        kubevirt_as_observed, note_uncollected, open_source)
 from cpumodel.core.audit import audit_cluster
 from cpumodel.core.catalog import Catalog
@@ -61,6 +61,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
                            reader.cpu_profiles(vms), reader.pods_for(wanted))
     if not vms and o.common.fmt not in ("json", "yaml"):
         env.warn("no VirtualMachines found%s" % (" in namespace %s" % namespace if namespace else ""))
+    note_skipped(env, reader)
     emit(env, o.common, lambda: to_document(result, uncollected, reader.cluster_config().platform), lambda style: render_table(result, style),
          lambda: names("virtualmachine.kubevirt.io", ["%s" % v.vm for v in result.vms if v.risks]))
     return ExitCode.BLOCKED if o.exit_code and result.blocking else ExitCode.OK

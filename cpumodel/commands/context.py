@@ -94,6 +94,12 @@ def note_config(env: "Environment", config) -> None:
                  "using the KubeVirt CR's settings" % config.hco_problem)
 
 
+def note_skipped(env: "Environment", reader) -> None:
+    """Say which optional reads RBAC refused (events, past migrations, pods of other namespaces)."""
+    for note in reader.skipped:
+        env.warn(note)
+
+
 def kubevirt_as_observed(env: "Environment", kubevirt, pods, nodes):
     """The KubeVirt configuration with the vendor rule its migration target pods show (kubevirt-rules §5),
     saying so when that disagrees with the version."""

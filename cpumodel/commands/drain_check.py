@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from cpumodel import objects
-from cpumodel.commands.context import (Common, Environment, Problems, checked_names, checked_selector,
+from cpumodel.commands.context import (note_skipped, Common, Environment, Problems, checked_names, checked_selector,
                                        common_options, emit, kubevirt_as_observed, note_uncollected,
                                        open_source)
 from cpumodel.core.api_selectors import matches, parse_selector
@@ -77,6 +77,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
                            reader.pods_for(wanted))
     if o.nodes:
         result = planner.check(o.nodes, vms)
+        note_skipped(env, reader)
         emit(env, o.common, lambda: to_document(result, uncollected), lambda style: render_table(result, style),
              lambda: names("node", accepting(result)))
         blocked = bool(result.blocked)
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         for vm in vms:
             on_node.setdefault(vm.vmi.node_name or "", []).append(vm)
         steps = [planner.check((node,), on_node.get(node, [])) for node in drain_order(engine, o.selector)]
+        note_skipped(env, reader)
         emit(env, o.common, lambda: steps_document(steps, uncollected), lambda style: render_all(steps, style),
              lambda: names("node", [s.drained[0] for s in steps if not s.blocked]))
         blocked = any(s.blocked for s in steps)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from cpumodel import objects
-from cpumodel.commands.context import (Common, Environment, Problems, checked_names, common_options, emit,
+from cpumodel.commands.context import (note_skipped, Common, Environment, Problems, checked_names, common_options, emit,
                                        kubevirt_as_observed, open_source, parse_vm_reference)
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.migration import VmState, current_launcher
@@ -100,6 +100,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
                                                      {n.name: n for n in nodes})) if terms else ()
     state = VmState(o.name, namespace, vm, vmi, pod, profile, nearby)
     result = explain(Catalog.load(), state, nodes, kubevirt, o.node, attempts, events)
+    note_skipped(env, reader)
     emit(env, o.common, lambda: to_document(result), lambda style: render_table(result, style),
          lambda: names("node", accepting_nodes(result)))
     return ExitCode.BLOCKED if o.exit_code and not result.migratable else ExitCode.OK

@@ -20,7 +20,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
-from cpumodel.errors import Conflict, NotFound, SourceError
+from cpumodel.errors import Conflict, Forbidden, NotFound, SourceError
 from cpumodel.sources.kubeconfig import Access
 
 GET_ATTEMPTS = 4  # 1 try + 3 retries on 429/5xx, idempotent GETs only
@@ -51,6 +51,10 @@ class ApiError(SourceError):
         self.reason = reason
 
 
+class ForbiddenError(ApiError, Forbidden):
+    """403: RBAC said no. Reads the contract calls optional catch it (reader.optional)."""
+
+
 def _status_message(body: bytes) -> Tuple[str, str]:
     try:
         status = json.loads(body)
@@ -69,7 +73,7 @@ def http_error(call: Call, status: int, body: bytes, server: str) -> SourceError
         return ApiError("You must be logged in to the server (Unauthorized): %s rejected the credentials; log in "
                         "again or refresh the kubeconfig" % server, status, reason)
     if status == 403:
-        return ApiError("forbidden: RBAC does not allow you to %s %s %s%s" % (
+        return ForbiddenError("forbidden: RBAC does not allow you to %s %s %s%s" % (
             call.verb, call.resource, _scope(call), ": " + message if message else ""), status, reason)
     if status == 404:
         if call.name:

@@ -1,11 +1,11 @@
 """Typed reads over any Source: the gather step of every command."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from cpumodel import objects
 from cpumodel.core.platform import HARVESTER_CHART, ClusterConfig, detect_platform, owned_config
-from cpumodel.errors import NotFound, SourceError
+from cpumodel.errors import Forbidden, NotFound, SourceError
 from cpumodel.sources import resources as r
 from cpumodel.sources.base import Source
 
@@ -37,10 +37,25 @@ def _profile(vm: objects.VirtualMachine, parts: Parts) -> objects.CpuProfile:
                               pref_name if features else None, features)
 
 
+T = TypeVar("T")
+
+
 class ClusterReader:
     def __init__(self, source: Source):
         self.source = source
         self._config: Optional[ClusterConfig] = None
+        self.skipped: List[str] = []  # optional reads RBAC refused, each said once as a warning
+
+    def optional(self, what: str, read: Callable[[], T], instead: T) -> T:
+        """A read the answer can do without (events, past migrations, pods of other namespaces): when RBAC
+        refuses it, the command goes on without it and says what it could not read."""
+        try:
+            return read()
+        except Forbidden as exc:
+            note = "%s not read (%s); the answer is given without them" % (what, exc)
+            if note not in self.skipped:
+                self.skipped.append(note)
+            return instead
 
     # ---- nodes ----------------------------------------------------------------
     def nodes(self, label_selector: Optional[str] = None, view: str = "full",
@@ -221,7 +236,10 @@ class ClusterReader:
 
         seen: Dict[str, objects.Pod] = {}
         for namespace, selector in pod_queries(wanted):
-            for raw in self.source.list(r.PODS, namespace, label_selector=selector or None):
+            listed = self.optional("pods %s that pod (anti-)affinity terms select" % (
+                'in namespace "%s"' % namespace if namespace else "of every namespace"),
+                lambda: self.source.list(r.PODS, namespace, label_selector=selector or None), [])
+            for raw in listed:
                 pod = objects.parse_pod(raw)
                 seen.setdefault(pod.uid or "%s/%s" % (pod.namespace, pod.name), pod)
         return list(seen.values())
@@ -238,12 +256,15 @@ class ClusterReader:
 
     def migrations(self, namespace: str, vmi_name: str) -> List[objects.Migration]:
         # KubeVirt's VMIM mutating webhook labels every migration with its VMI (MigrationSelectorLabel).
-        found = self.source.list(r.VMIMS, namespace, label_selector="kubevirt.io/vmi-name=%s" % vmi_name)
+        found = self.optional("migrations (virtualmachineinstancemigrations.kubevirt.io)", lambda: self.source.list(
+            r.VMIMS, namespace, label_selector="kubevirt.io/vmi-name=%s" % vmi_name), [])
         return sorted((objects.parse_migration(m) for m in found), key=lambda m: (m.created, m.name))
 
     def migration_pods(self, namespace: str, migration_uid: str) -> List[objects.Pod]:
         selector = "kubevirt.io/migrationJobUID=%s" % migration_uid
-        return [objects.parse_pod(p) for p in self.source.list(r.PODS, namespace, label_selector=selector)]
+        found = self.optional("migration target pods", lambda: self.source.list(
+            r.PODS, namespace, label_selector=selector), [])
+        return [objects.parse_pod(p) for p in found]
 
     def events_for(self, namespace: str, names: Tuple[str, ...]) -> List[objects.Event]:
         """Events about these objects from both event APIs (core v1 and events.k8s.io/v1), each event once:
@@ -252,7 +273,8 @@ class ClusterReader:
         for resource, field in ((r.EVENTS, "involvedObject.name"), (r.EVENTS_V1, "regarding.name")):
             for name in names:
                 try:
-                    raw = self.source.list(resource, namespace, field_selector="%s=%s" % (field, name))
+                    raw = self.optional("events (%s)" % resource.full_name, lambda: self.source.list(
+                        resource, namespace, field_selector="%s=%s" % (field, name)), [])
                 except NotFound:  # a server without this API
                     break
                 for item in raw:
