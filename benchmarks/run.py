@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark kubectl-cpumodel against real kubectl on synthetic clusters served by the fake API server.
 
-Usage: python benchmarks/run.py [--sizes 10,500,2000,5000] [--vms 10000] [--small-vms 200] [--repeat 3]
+Usage: python benchmarks/run.py [--sizes 10,500,2000,5000] [--vms 10000] [--small-vms 200] [--repeat 3] [--real]
+With --real the cluster is loaded into a real kube-apiserver and etcd built from Go modules
+(testkit/controlplane.py; `make control-plane`) instead of the fake server.
 The plugin runs as a krew user runs it: the krew archive's tree (tools/build_dist.py: the launcher,
 the package and its vendored dependencies) under the interpreter beneath this venv, so no dev-only
 import hooks of an editable install are measured. Prints, per cluster size and measured in the same run: wall time and peak RSS of each plugin
@@ -94,20 +96,69 @@ def start_server(nodes: int, vms: int):
     return proc, line.split()[1]
 
 
-def request_count(url: str) -> int:
-    import json
-    import urllib.request
+class FakeServer:
+    """testkit's fake API server in a child process (answers cached: the client's work is what is measured)."""
 
-    with urllib.request.urlopen(url + "/_fake/requests") as resp:
-        return json.load(resp)["count"]
+    def __init__(self, nodes: int, vms: int):
+        self.proc, self.url = start_server(nodes, vms)
+
+    def kubeconfig(self, path: str) -> str:
+        return write_kubeconfig(path, self.url)
+
+    def request_count(self) -> int:
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(self.url + "/_fake/requests") as resp:
+            return json.load(resp)["count"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
-def bench_size(nodes: int, vms: int, repeat: int, kubectl: str, plugin: List[str]) -> List[dict]:
-    server, url = start_server(nodes, vms)
+class RealServer:
+    """A real kube-apiserver and etcd (testkit/controlplane.py) holding the generated cluster; requests are
+    counted in its audit log."""
+
+    def __init__(self, nodes: int, vms: int):
+        from testkit.controlplane import ControlPlane, built
+
+        if not built():
+            raise SystemExit("--real needs the control plane: make control-plane (Go >= 1.26)")
+        import generate
+
+        self.plane = ControlPlane().start()
+        started = time.perf_counter()
+        objects = generate.cluster(nodes, vms)
+        self.plane.load(objects, workers=8)
+        print("real server: loaded %d objects (%d nodes, %d VMs) in %.0f s" % (
+            len(objects), nodes, vms, time.perf_counter() - started), flush=True)
+        del objects
+
+    def kubeconfig(self, path: str) -> str:
+        return self.plane.kubeconfig(path)
+
+    def request_count(self) -> int:
+        return len(self.plane.audit_since(0, user_agent=""))
+
+    def server_rss(self) -> float:
+        """MiB held by kube-apiserver and etcd together, as this size needs them."""
+        out = subprocess.run(["ps", "-o", "rss=", "-p", ",".join(str(p.pid) for p in self.plane.procs)],
+                             capture_output=True, text=True).stdout.split()
+        return sum(int(x) for x in out) / 1024.0
+
+    def close(self) -> None:
+        print("real server: kube-apiserver + etcd RSS %.0f MiB" % self.server_rss(), flush=True)
+        self.plane.stop()
+
+
+def bench_size(nodes: int, vms: int, repeat: int, kubectl: str, plugin: List[str], real: bool = False) -> List[dict]:
+    server = RealServer(nodes, vms) if real else FakeServer(nodes, vms)
     rows = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            env = dict(os.environ, KUBECONFIG=write_kubeconfig(os.path.join(tmp, "kc"), url))
+            env = dict(os.environ, KUBECONFIG=server.kubeconfig(os.path.join(tmp, "kc")))
             commands = [
                 ("common", plugin + ["common"]),
                 ("diff (matrix)", plugin + ["diff"]),
@@ -127,16 +178,15 @@ def bench_size(nodes: int, vms: int, repeat: int, kubectl: str, plugin: List[str
             requests: Dict[str, int] = {}
             for _ in range(repeat):  # each command in turn, round after round: drift hits all alike
                 for label, cmd in commands:
-                    before = request_count(url)
+                    before = server.request_count()
                     runs[label].append(measure(cmd, env))
-                    requests[label] = request_count(url) - before
+                    requests[label] = server.request_count() - before
             for label, _ in commands:
-                rows.append({"size": nodes, "command": label,
+                rows.append({"size": nodes, "server": "real" if real else "fake", "command": label,
                              "wall": statistics.median(r[0] for r in runs[label]),
                              "rss": statistics.median(r[1] for r in runs[label]), "requests": requests[label]})
     finally:
-        server.stdin.close()
-        server.wait()
+        server.close()
     base = next(r for r in rows if r["command"] == LABELS)
     vmis = next(r for r in rows if r["command"] == "kubectl get vmis -A")
     bases = {LABELS: base["wall"], LABELS_AND_VMIS: base["wall"] + vmis["wall"]}
@@ -160,12 +210,12 @@ def startup(plugin: List[str], repeat: int = 15) -> Tuple[float, float]:
 
 
 def report(rows: List[dict]) -> None:
-    print("| nodes | command | wall s | peak RSS MiB | wall ÷ baseline | baseline | RSS ÷ kubectl --show-labels "
+    print("| nodes | server | command | wall s | peak RSS MiB | wall ÷ baseline | baseline | RSS ÷ kubectl --show-labels "
           "| API requests |")
-    print("|---:|---|---:|---:|---:|---|---:|---:|")
+    print("|---:|---|---|---:|---:|---:|---|---:|---:|")
     for r in rows:
-        print("| %d | %s | %.2f | %.0f | %.2f | %s | %.2f | %d |" % (
-            r["size"], r["command"], r["wall"], r["rss"], r["wall_ratio"], r["wall_base"], r["rss_ratio"],
+        print("| %d | %s | %s | %.2f | %.0f | %.2f | %s | %.2f | %d |" % (
+            r["size"], r["server"], r["command"], r["wall"], r["rss"], r["wall_ratio"], r["wall_base"], r["rss_ratio"],
             r["requests"]))
 
 
@@ -193,6 +243,8 @@ def main(argv: List[str]) -> int:
     p.add_argument("--small-vms", type=int, default=200,
                    help="VMs of clusters of at most %d nodes (100 of them on node-00000), as small clusters have" % SMALL)
     p.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
+    p.add_argument("--real", action="store_true",
+                   help="measure against a real kube-apiserver + etcd (make control-plane) instead of the fake")
     args = p.parse_args(argv)
     kubectl = kubectl_binary()
     if not kubectl:
@@ -203,7 +255,8 @@ def main(argv: List[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         plugin = krew_tree(tmp)
         for size in [int(s) for s in args.sizes.split(",")]:
-            rows += bench_size(size, args.small_vms if size <= SMALL else args.vms, args.repeat, kubectl, plugin)
+            rows += bench_size(size, args.small_vms if size <= SMALL else args.vms, args.repeat, kubectl, plugin,
+                               args.real)
         report(rows)
         print()
         verdicts(rows)

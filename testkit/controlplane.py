@@ -23,7 +23,9 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import quote, urlencode
 
@@ -554,52 +556,66 @@ class ControlPlane:
                                                     "gracePeriodSeconds": 0}, query=query)
         # ConfigMaps the tests did not load (kube-root-ca.crt is not made here: no controller-manager) are gone too.
 
-    def load(self, objects: Iterable[dict]) -> Dict[str, str]:
+    def load(self, objects: Iterable[dict], workers: int = 1) -> Dict[str, str]:
         """Create the objects as a cluster would hold them; returns {uid in the files: uid on the server}.
 
         The server assigns uids, so labels, owner references and fields that carry a uid of an object
         loaded earlier are rewritten to the new one (`kubevirt.io/created-by`, `kubevirt.io/migrationJobUID`).
         Status goes through `/status` where the resource has that subresource, else with the object.
+        Kinds are created in LOAD_ORDER; with `workers` > 1 the objects of one kind go in parallel.
         """
-        uids: Dict[str, str] = {}
-        order = {kind: i for i, kind in enumerate(LOAD_ORDER)}
-        pending = sorted((o for o in objects if o.get("kind") in KINDS),
-                         key=lambda o: (order[o["kind"]], str(o.get("metadata", {}).get("creationTimestamp", ""))))
-        skipped = sorted({o.get("kind") for o in objects if o.get("kind") not in KINDS} - {None})
+        objects = list(objects)
+        skipped = sorted({str(o.get("kind")) for o in objects if o.get("kind") not in KINDS})
         if skipped:
-            raise ControlPlaneError("cannot load kinds %s" % ", ".join(map(str, skipped)))
+            raise ControlPlaneError("cannot load kinds %s" % ", ".join(skipped))
+        uids: Dict[str, str] = {}
         known = set(self.namespaces())
-        for original in pending:
+        clients = threading.local()
+
+        def client() -> Client:
+            if workers == 1:
+                return self.admin
+            if not hasattr(clients, "client"):
+                clients.client = Client("127.0.0.1", self.port, self.ca.cert, ADMIN_TOKEN)
+            return clients.client
+
+        def create(original: dict) -> Tuple[Optional[str], str]:
             obj = _rewrite(json.loads(json.dumps(original)), uids)
             meta = obj.setdefault("metadata", {})
             old_uid = meta.pop("uid", None)
             for field in ("resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink"):
                 meta.pop(field, None)
             kind = obj["kind"]
-            namespaced = KINDS[kind][3]
-            namespace = meta.get("namespace") or ("default" if namespaced else None)
+            namespaced, has_status_subresource = KINDS[kind][3], KINDS[kind][4]
+            namespace = (meta.get("namespace") or "default") if namespaced else None
             if namespaced:
                 meta["namespace"] = namespace
-                if namespace not in known:
-                    self.ensure_namespace(namespace)
-                    known.add(namespace)
-            if kind == "Namespace" and meta["name"] in known:
-                continue
-            status = obj.get("status")
-            has_status_subresource = KINDS[kind][4]
-            if has_status_subresource:
-                obj.pop("status", None)
+            status = obj.pop("status", None) if has_status_subresource else None
             if kind == "HyperConverged":
                 obj["apiVersion"] = "hco.kubevirt.io/" + self.hco_version
             version = obj["apiVersion"].rpartition("/")[2]
-            created = self.admin.request("POST", resource_path(kind, namespace, version=version), obj)
-            if old_uid:
-                uids[old_uid] = created["metadata"]["uid"]
-            if has_status_subresource and status:
-                self.admin.request("PATCH", resource_path(kind, namespace, meta["name"], "status", version=version),
-                                   {"status": status}, content_type="application/merge-patch+json")
-            if kind == "Namespace":
-                known.add(meta["name"])
+            created = client().request("POST", resource_path(kind, namespace, version=version), obj)
+            if status:
+                client().request("PATCH", resource_path(kind, namespace, meta["name"], "status", version=version),
+                                 {"status": status}, content_type="application/merge-patch+json")
+            return old_uid, created["metadata"]["uid"]
+
+        for original in objects:  # namespaces first, as the files have them (labels too), then any others
+            if original["kind"] == "Namespace" and original["metadata"]["name"] not in known:
+                create(original)
+                known.add(original["metadata"]["name"])
+        for name in sorted({o["metadata"].get("namespace") or "default" for o in objects if KINDS[o["kind"]][3]}
+                           - known):
+            self.ensure_namespace(name)
+        for kind in LOAD_ORDER[1:]:
+            batch = sorted((o for o in objects if o["kind"] == kind),
+                           key=lambda o: str(o.get("metadata", {}).get("creationTimestamp", "")))
+            if workers > 1 and len(batch) > 1:
+                with ThreadPoolExecutor(workers) as pool:
+                    results = list(pool.map(create, batch))
+            else:
+                results = [create(o) for o in batch]
+            uids.update((old, new) for old, new in results if old)
         return uids
 
     def replace(self, objects: List[dict], reuse: bool = False) -> Dict[str, str]:
