@@ -212,3 +212,64 @@ def test_a_cluster_without_kubevirt_says_so(demo_objects, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+MEASURE = """
+import json, os, subprocess, sys, tempfile
+with tempfile.TemporaryFile() as err:
+    proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=err)
+    _, status, usage = os.wait4(proc.pid, 0)
+    err.seek(0)
+    print(json.dumps([os.waitstatus_to_exitcode(status), err.read().decode(), usage.ru_maxrss / 1024.0]))
+"""
+
+
+def _peak_rss_mib(args, timeout=120):
+    """Run the real launcher on `args` offline; (exit code, stderr, its peak RSS in MiB). A small Python in
+    between starts it: a child's peak RSS counts its parent's pages until exec, and this test process is large."""
+    import subprocess
+    import sys
+
+    from conftest import LAUNCHER, TESTS
+
+    env = base_env(CPUMODEL_NO_NETWORK="1", PYTHONPATH=os.path.join(TESTS, "guard"))
+    out = subprocess.run([sys.executable, "-c", MEASURE, sys.executable, LAUNCHER] + args, capture_output=True,
+                         text=True, env=env, timeout=timeout)
+    return tuple(json.loads(out.stdout))
+
+
+def test_a_gigabyte_of_nul_bytes_is_refused_from_its_first_bytes(tmp_path):
+    huge = tmp_path / "zeros.yaml"
+    with open(huge, "wb") as fh:
+        fh.truncate(1 << 30)  # sparse: costs no disk
+    code, err, peak = _peak_rss_mib(["common", "-f", str(huge)])
+    assert code == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert "zeros.yaml: not YAML or JSON text (it holds NUL bytes)" in err
+    assert peak < 300, "peak RSS %.0f MiB on a refused 1 GiB file" % peak
+
+
+def test_nul_bytes_after_good_text_and_inside_a_bundle_are_refused(tmp_path):
+    node = yaml.safe_dump(kv.cpu_node("n1", "Skylake-Server-IBRS", ["Skylake-Server-IBRS"]))
+    late = tmp_path / "late.yaml"
+    late.write_bytes(node.encode() + b"# " + b"x" * (2 << 20) + b"\0\n")
+    assert "late.yaml: not YAML or JSON text (it holds NUL bytes)" in one_error(
+        run_cli(["common", "-f", str(late)], offline=True))
+    root, cluster = bundle_folder(tmp_path)
+    (cluster / "binary.yaml").write_bytes(b"\0" * 4096)
+    zipped = tmp_path / "binary.zip"
+    shutil.make_archive(str(zipped)[:-4], "zip", root)
+    for source in (str(root), str(zipped)):
+        assert "binary.yaml: not YAML or JSON text" in one_error(run_cli(["common", "-f", source], offline=True))
+
+
+def test_memory_follows_the_objects_kept_not_the_file(tmp_path):
+    """YAML streams into the parser: 256 MiB of comments around one node cost what the node costs."""
+    padded = tmp_path / "padded.yaml"
+    block = ("# " + "x" * 1022 + "\n") * 1024
+    with open(padded, "w") as fh:
+        fh.write(yaml.safe_dump(kv.cpu_node("n1", "Skylake-Server-IBRS", ["Skylake-Server-IBRS"])))
+        for _ in range(256):
+            fh.write(block)
+    code, err, peak = _peak_rss_mib(["common", "-f", str(padded)])
+    assert code == 0, err
+    assert peak < 100, "peak RSS %.0f MiB for one node in a 256 MiB file" % peak

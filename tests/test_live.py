@@ -239,3 +239,57 @@ def test_a_keep_alive_connection_the_server_closed_is_not_reused_for_a_write():
     status, data, _ = transport.exchange("PATCH", "/api/v1/nodes/x", [("Content-Type", "application/json")], b"{}")
     assert (status, data) == (200, b'{"n": 2}') and len(connections) == 2
     listener.close()
+
+
+# ---- leaks a hostile or unlucky environment could cause ------------------------------------------------------
+
+def _kubeconfig_with_server(path, server, token=None):
+    import yaml
+
+    user = {"token": token} if token else {}
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
+              "clusters": [{"name": "c", "cluster": {"server": server}}],
+              "users": [{"name": "u", "user": user}],
+              "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+@pytest.mark.parametrize("token", [None, "s3cr3t-token"], ids=["basic-auth-in-url", "token"])
+def test_a_password_in_the_server_url_is_never_printed(tmp_path, fake, token):
+    server = fake.url.replace("http://", "http://admin:hunter2@")
+    env = base_env(KUBECONFIG=_kubeconfig_with_server(tmp_path / "kc", server, token))
+    proc = run_cli(["common", "-v", "6"], env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "hunter2" not in proc.stderr + proc.stdout and "admin:" not in proc.stderr
+    assert "GET %s/api/v1/nodes" % fake.url in proc.stderr
+    sent = {r["headers"].get("authorization") for r in fake.requests}
+    # As Go's net/http: the URL's user-info is basic auth unless another credential set the header.
+    import base64
+    assert sent == {"Bearer " + token} if token else sent == {"Basic " + base64.b64encode(b"admin:hunter2").decode()}
+    # Error messages show the URL without it too.
+    down = base_env(KUBECONFIG=_kubeconfig_with_server(tmp_path / "down", "http://admin:hunter2@127.0.0.1:1", token))
+    err = one_error(run_cli(["common"], env=down))
+    assert "hunter2" not in err and "cannot connect to http://127.0.0.1:1" in err
+
+
+def test_a_continue_token_seen_twice_ends_the_list(live_env, fake):
+    page = b'{"kind":"NodeList","apiVersion":"v1","metadata":{"continue":"again"},"items":[]}'
+    fake.fault("GET", "^/api/v1/nodes$", body=page, times=1000)
+    err = one_error(run_cli(["common"], env=live_env))
+    assert "listing nodes" in err and "same continue token twice" in err
+    assert sum(r["path"] == "/api/v1/nodes" for r in fake.requests) <= 3
+
+
+def test_a_list_that_outgrows_its_remaining_item_count_ends(live_env, fake):
+    import json as _json
+
+    for i in range(4):
+        items = [{"metadata": {"name": "n-%d-%d" % (i, j)}} for j in range(500)]
+        meta = {"continue": "token-%d" % i}
+        if i == 0:
+            meta["remainingItemCount"] = 10  # announces 510 items in all, then keeps sending pages
+        fake.fault("GET", "^/api/v1/nodes$", body=_json.dumps({"kind": "NodeList", "apiVersion": "v1",
+                                                                "metadata": meta, "items": items}).encode())
+    err = one_error(run_cli(["common"], env=live_env))
+    assert "announced 510 items" in err and "would never end" in err

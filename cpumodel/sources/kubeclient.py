@@ -18,7 +18,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, TextIO, Tuple
 
 from cpumodel.errors import Conflict, Forbidden, NotFound, SourceError
 from cpumodel.sources.kubeconfig import Access
@@ -118,8 +118,10 @@ def connection_error(exc: BaseException, access: Access, timeout: Optional[float
 
     server = access.server
     if isinstance(exc, ProxyFailure):
+        from cpumodel.sources.kubeconfig import without_userinfo
+
         return SourceError("cannot connect to %s through the proxy %s: %s" % (
-            server, access.proxy, str(exc.error).splitlines()[0][:200] or type(exc.error).__name__))
+            server, without_userinfo(access.proxy or "")[0], str(exc.error).splitlines()[0][:200] or type(exc.error).__name__))
     text = str(exc)
     if isinstance(exc, socket.gaierror):
         return SourceError("cannot resolve the host of %s (DNS lookup failed)" % server)
@@ -304,19 +306,30 @@ class KubeClient:
 
         for _ in range(MAX_LIST_RESTARTS + 1):
             try:
-                return self._collect_pages(fetch, keep, items_of)
+                return self._collect_pages(fetch, keep, items_of, call.resource)
             except ApiError as exc:
                 if exc.status != 410:
                     raise
         raise SourceError("listing %s kept expiring (HTTP 410 Gone); try again" % call.resource)
 
     @staticmethod
-    def _collect_pages(fetch, keep, items_of) -> List[Any]:
+    def _collect_pages(fetch, keep, items_of, what: str = "objects") -> List[Any]:
+        """A server (or a broken proxy) that repeats a continue token, or whose list outgrows by more than a page
+        what its `remainingItemCount` announced, would page for ever: that ends in one clear error."""
         items: List[Any] = []
+        seen: Set[str] = set()
+        announced: Optional[int] = None
+
+        def endless(why: str) -> SourceError:
+            return SourceError("listing %s: the server %s; the list would never end (a broken server or proxy?)"
+                               % (what, why))
+
         pending = fetch("")
         while True:
             raw = pending.result()
             guessed = peek_continue(raw)
+            if guessed in seen:
+                raise endless("sent the same continue token twice")
             if guessed:
                 pending = fetch(guessed)
             page = _decode(raw)
@@ -325,10 +338,18 @@ class KubeClient:
                 raise SourceError("the server answered a list request with %s, not a list object"
                                   % type(page).__name__)
             token = (page.get("metadata") or {}).get("continue") or ""
+            remaining = (page.get("metadata") or {}).get("remainingItemCount")
             page_items = items_of(page)
             if not isinstance(page_items, list):
                 raise SourceError("the server sent a list whose items are not a list")
             items.extend(map(keep, page_items) if keep else page_items)
+            if token in seen:
+                raise endless("sent the same continue token twice")
+            seen.add(token)
+            if announced is None and isinstance(remaining, int) and not isinstance(remaining, bool):
+                announced = len(items) + remaining
+            if announced is not None and len(items) > announced + PAGE_SIZE:
+                raise endless("announced %d items (remainingItemCount) but has sent %d" % (announced, len(items)))
             del page, page_items  # let each page go before the next is decoded
             if token != guessed:  # an unusual layout: fall back to fetching after decoding
                 if guessed:

@@ -177,11 +177,28 @@ def connect(flags: ConnectionFlags, env: Mapping[str, str], namespace: Optional[
     return _access(flags, cluster, user, config, name, ns, env)
 
 
+def without_userinfo(url: str) -> Tuple[str, Optional[Tuple[str, str]]]:
+    """`scheme://user:password@host/path` -> (`scheme://host/path`, (user, password)): the URL every message
+    and log line may show, and the credentials it carried."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    name, _, password = userinfo.partition(":")
+    return urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment)), (unquote(name),
+                                                                                           unquote(password))
+
+
 def _access(flags: ConnectionFlags, cluster: Dict[str, Any], user: Dict[str, Any], config: Dict[str, Any],
             context: Optional[str], namespace: str, env: Mapping[str, str]) -> Access:
     server = (flags.server or _text(cluster.get("server"), "cluster server") or "").rstrip("/")
     if "://" not in server:
         server = "https://" + server  # client-go's default scheme
+    # User-info in the server URL never reaches a log line or a message; as Go's net/http does, it becomes
+    # basic auth when no other credential sets the Authorization header.
+    server, url_credentials = without_userinfo(server)
     insecure = flags.insecure_skip_tls_verify
     if insecure is None:
         insecure = bool(cluster.get("insecure-skip-tls-verify"))
@@ -189,6 +206,10 @@ def _access(flags: ConnectionFlags, cluster: Dict[str, Any], user: Dict[str, Any
     tls_name = flags.tls_server_name or _text(cluster.get("tls-server-name"), "tls-server-name")
     proxy = proxy_for(server, _text(cluster.get("proxy-url"), "proxy-url"), env)
     cert, key, authorization, provider, secrets = _user_credentials(flags, user, cluster, server, config, context, env)
+    if url_credentials and authorization is None and provider is None:
+        pair = "%s:%s" % url_credentials
+        authorization = "Basic " + base64.b64encode(pair.encode()).decode()
+        secrets = tuple(secrets) + tuple(x for x in url_credentials[1:] if x)
     return Access(server, namespace, ca_file, not insecure, tls_name, cert, key, authorization, provider, proxy,
                   flags.as_user, tuple(flags.as_groups), flags.as_uid, secrets)
 

@@ -2,11 +2,12 @@
 
 Support bundles (docs/kubevirt-rules.md §6) hold one `kind: List` per resource type under
 `yamls/cluster/<gv>/<resource>.yaml` and `yamls/namespaced/<ns>/<gv>/<resource>.yaml`,
-and support-bundle-kit rewrote every "" as "null"; we undo that. Zips are read in
-memory, never extracted.
+and support-bundle-kit rewrote every "" as "null"; we undo that. Zips are never
+extracted; their members, like files, stream into the YAML parser a chunk at a time.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,7 +15,7 @@ import stat
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 from cpumodel.core.api_selectors import fields_match, matches, parse_field_selector, parse_selector
 from cpumodel.errors import NotFound, SourceError
@@ -25,13 +26,19 @@ from cpumodel.sources.resources import Resource
 DATA_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def _load_documents(text: str, origin: str) -> List[Any]:
+def _documents(origin: str, opener: "Opener") -> Iterator[Any]:
+    """The documents of one file, parsed as they stream in: YAML is read a chunk at a time, so memory holds the
+    objects kept, not the file (JSON needs its whole text)."""
     import yaml
 
     try:
-        if origin.endswith(".json"):
-            return [json.loads(text)]
-        return [d for d in yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if d is not None]
+        with opener() as stream:
+            if origin.endswith(".json"):
+                yield json.loads(_decode_text(stream.read_all(), origin))
+                return
+            for doc in yaml.load_all(stream, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+                if doc is not None:
+                    yield doc
     except RecursionError:
         raise SourceError("%s: nested too deeply to be a Kubernetes object" % origin)
     except (ValueError, yaml.YAMLError) as exc:
@@ -123,57 +130,85 @@ def _decode_text(data: bytes, what: str) -> str:
         raise SourceError("%s: not UTF-8 text" % what)
 
 
-def _read_text(path: str, budget: InputBudget, root: Optional[str] = None) -> str:
-    """A regular file's text, inside `root` (links that leave it are refused), within the budget."""
+class _Checked:
+    """A binary stream as the parsers read it: every chunk counts against --max-input-size and is checked for
+    NUL bytes (YAML and JSON text never holds one: binary data is refused from its first chunk on, before it
+    is read any further), and a zip member may not inflate beyond the size it declares."""
+
+    def __init__(self, raw: Any, what: str, budget: "InputBudget", declared: Optional[int] = None):
+        self.raw, self.what, self.budget, self.declared, self.total = raw, what, budget, declared, 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.raw.read(CHUNK if size is None or size < 0 or size > CHUNK else size)
+        if chunk:
+            self.total += len(chunk)
+            if self.declared is not None and self.total > self.declared:
+                raise SourceError("%s: inflates beyond its declared size of %d bytes: refused" % (self.what,
+                                                                                                self.declared))
+            self.budget.take(len(chunk), self.what)
+            if b"\0" in chunk:
+                raise SourceError("%s: not YAML or JSON text (it holds NUL bytes): refused" % self.what)
+        return chunk
+
+    def read_all(self) -> bytes:
+        data = bytearray()
+        while True:
+            chunk = self.read()
+            if not chunk:
+                return bytes(data)
+            data += chunk
+
+
+Opener = Callable[[], ContextManager[_Checked]]
+
+
+def _file_opener(path: str, budget: InputBudget, root: Optional[str] = None) -> Opener:
+    """A regular file, inside `root` (links that leave it are refused), read within the budget."""
     if root is not None:
         real, inside = os.path.realpath(path), os.path.realpath(root)
         if real != inside and not real.startswith(inside + os.sep):
             raise SourceError("%s: a link that leads out of %s (to %s): refused" % (path, root, real))
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # before open: opening a FIFO would wait for ever
-            raise SourceError("%s: not a regular file (a device, FIFO or socket): refused" % path)
-        with open(path, "rb", buffering=0) as fh:
-            chunks = []
-            while True:
-                chunk = fh.read(CHUNK)
-                if not chunk:
-                    break
-                budget.take(len(chunk), path)
-                chunks.append(chunk)
-    except OSError as exc:
-        raise SourceError("%s: cannot be read: %s" % (path, exc.strerror or exc))
-    return _decode_text(b"".join(chunks), path)
+
+    @contextlib.contextmanager
+    def opened() -> Iterator[_Checked]:
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode):  # before open: opening a FIFO would wait for ever
+                raise SourceError("%s: not a regular file (a device, FIFO or socket): refused" % path)
+            with open(path, "rb") as fh:
+                yield _Checked(fh, path, budget)
+        except OSError as exc:
+            raise SourceError("%s: cannot be read: %s" % (path, exc.strerror or exc))
+
+    return opened
 
 
-def _bundle_files_from_dir(root: str, budget: InputBudget) -> Iterator[Tuple[str, str]]:
+def _bundle_files_from_dir(root: str, budget: InputBudget) -> Iterator[Tuple[str, Opener]]:
     for dirpath, dirnames, files in os.walk(os.path.join(root, "yamls")):
         dirnames.sort()
         for f in sorted(files):
             if f.endswith(DATA_SUFFIXES):
                 path = os.path.join(dirpath, f)
-                yield path, _read_text(path, budget, root)
+                yield path, _file_opener(path, budget, root)
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, budget: InputBudget) -> str:
+def _member_opener(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, budget: InputBudget) -> Opener:
     """A zip member, checked against its declared size and the budget while it inflates."""
     if info.file_size > budget.left:
         raise SourceError("%s: declares %d bytes, more than --max-input-size %s leaves; raise it if the bundle "
                           "is trusted" % (where, info.file_size, budget.shown))
-    chunks, total = [], 0
-    with archive.open(info) as member:
-        while True:
-            chunk = member.read(CHUNK)
-            if not chunk:
-                break
-            total += len(chunk)
-            if total > info.file_size:
-                raise SourceError("%s: inflates beyond its declared size of %d bytes: refused" % (where, info.file_size))
-            budget.take(len(chunk), where)
-            chunks.append(chunk)
-    return _decode_text(b"".join(chunks), where)
+
+    @contextlib.contextmanager
+    def opened() -> Iterator[_Checked]:
+        try:
+            with archive.open(info) as member:
+                yield _Checked(member, where, budget, info.file_size)
+        except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise SourceError("%s: cannot read: %s" % (where, exc))
+
+    return opened
 
 
-def _bundle_files_from_zip(path: str, budget: InputBudget) -> Iterator[Tuple[str, str]]:
+def _bundle_files_from_zip(path: str, budget: InputBudget) -> Iterator[Tuple[str, Opener]]:
     try:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as exc:
@@ -184,23 +219,19 @@ def _bundle_files_from_zip(path: str, budget: InputBudget) -> Iterator[Tuple[str
             raise SourceError("%s: not a Harvester support bundle (no yamls/ folder inside)" % path)
         for info in sorted(members, key=lambda i: i.filename):
             where = "%s:%s" % (path, info.filename)
-            try:
-                text = _read_member(archive, info, where, budget)
-            except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
-                raise SourceError("%s: cannot read: %s" % (where, exc))
-            yield where, text
+            yield where, _member_opener(archive, info, where, budget)
 
 
-def _plain_files(path: str, budget: InputBudget) -> Iterator[Tuple[str, str]]:
+def _plain_files(path: str, budget: InputBudget) -> Iterator[Tuple[str, Opener]]:
     if os.path.isdir(path):
         for dirpath, dirnames, files in os.walk(path):
             dirnames.sort()
             for f in sorted(files):
                 if f.endswith(DATA_SUFFIXES):
                     full = os.path.join(dirpath, f)
-                    yield full, _read_text(full, budget, path)
+                    yield full, _file_opener(full, budget, path)
     else:
-        yield path, _read_text(path, budget)
+        yield path, _file_opener(path, budget)
 
 
 _BUNDLE_NAMESPACE = re.compile(r"/yamls/namespaced/([^/]+)/")
@@ -232,12 +263,12 @@ def load_snapshot(paths: Iterable[str], max_input: str = DEFAULT_MAX_INPUT) -> S
             files, bundle = _plain_files(path, budget), False
         snapshot.bundle = snapshot.bundle or bundle
         read = 0
-        for origin, text in files:
+        for origin, opener in files:
             read += 1
             found = _BUNDLE_NAMESPACE.search(origin.replace(os.sep, "/")) if bundle else None
             if found:
                 snapshot.collected_namespaces.add(found.group(1))
-            for doc in _load_documents(text, origin):
+            for doc in _documents(origin, opener):
                 for obj in _expand(doc, origin):
                     objects.append(_string_labels(_unmunge(obj) if bundle else obj))
         if not read:
