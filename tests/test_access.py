@@ -9,6 +9,7 @@ import time
 import pytest
 import yaml
 
+from conftest import base_env as conftest_base_env
 from conftest import DEMO, LAUNCHER, base_env, run_cli, run_json, run_subprocess
 from testkit import pki
 from testkit.fakekube import FakeKube, serve_tls
@@ -241,6 +242,49 @@ def test_tls_flags_and_client_certificates(tls, certs, tmp_path):
                   "--client-key", certs["alice"].key, "-o", "json"], env=env)
     assert ok.returncode == 0, ok.stderr
     assert api.requests[-1]["client_cn"] == "alice"
+
+
+def test_without_a_ca_in_the_kubeconfig_the_system_store_is_trusted_as_go_trusts_it(tls, certs, tmp_path,
+                                                                                      monkeypatch):
+    """Go's crypto/x509 (root_unix.go, root_linux.go): $SSL_CERT_FILE replaces the distribution's bundle list,
+    $SSL_CERT_DIR the directories (':'-separated, every file read); certifi is the fallback only where no
+    system store exists; a CA in the kubeconfig is trusted alone."""
+    from cpumodel.sources import transport
+
+    def base_env(**extra):  # this machine's own SSL_CERT_FILE/SSL_CERT_DIR must not decide the test
+        env = {k: v for k, v in conftest_base_env(**extra).items() if k in extra or not k.startswith("SSL_CERT_")}
+        return env
+
+    _, url = tls()
+    kc = kubeconfig(tmp_path / "kc", url, {"token": TOKEN})
+    untrusted = "x509: certificate signed by unknown authority"
+    assert untrusted in one_error(run_cli(["common"], env=base_env(KUBECONFIG=kc)))
+    # $SSL_CERT_FILE, as a company CA is often handed to tools.
+    assert run_cli(["common", "-o", "json"], env=base_env(KUBECONFIG=kc, SSL_CERT_FILE=certs["ca"].cert)
+                   ).returncode == 0
+    # $SSL_CERT_DIR: any file name, several folders.
+    folder = tmp_path / "company-cas"
+    folder.mkdir()
+    (folder / "our-root.pem").write_bytes(certs["ca"].pem())
+    env = base_env(KUBECONFIG=kc, SSL_CERT_DIR="%s:%s" % (tmp_path / "missing", folder))
+    assert run_cli(["common", "-o", "json"], env=env).returncode == 0
+    # The distribution's bundle (where update-ca-certificates puts company CAs): the first file that exists.
+    bundle = tmp_path / "ca-bundle.crt"
+    bundle.write_bytes(certs["alice"].pem() + certs["ca"].pem())
+    monkeypatch.setattr(transport, "CERT_FILES", (str(tmp_path / "absent.crt"), str(bundle)))
+    monkeypatch.setattr(transport, "CERT_DIRS", (str(tmp_path / "absent"),))
+    monkeypatch.setattr(transport, "_certifi_bundle", lambda: pytest.fail("certifi read beside a system store"))
+    assert run_cli(["common", "-o", "json"], env=base_env(KUBECONFIG=kc)).returncode == 0
+    # A CA in the kubeconfig is the only trust: the system's does not widen it.
+    other = kubeconfig(tmp_path / "other", url, {"token": TOKEN},
+                       {"certificate-authority-data": b64(certs["alice"].pem())})
+    assert untrusted in one_error(run_cli(["common"], env=base_env(KUBECONFIG=other)))
+    # No system store at all: certifi's bundle stands in.
+    monkeypatch.setattr(transport, "CERT_FILES", (str(tmp_path / "absent.crt"),))
+    monkeypatch.setattr(transport, "_certifi_bundle", lambda: certs["ca"].cert)
+    assert run_cli(["common", "-o", "json"], env=base_env(KUBECONFIG=kc)).returncode == 0
+    monkeypatch.setattr(transport, "_certifi_bundle", lambda: None)
+    assert untrusted in one_error(run_cli(["common"], env=base_env(KUBECONFIG=kc)))
 
 
 def test_tls_errors_name_the_reason(tls, certs, tmp_path):

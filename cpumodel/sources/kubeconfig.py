@@ -62,6 +62,9 @@ class Access:
     impersonate_groups: Tuple[str, ...] = ()
     impersonate_uid: Optional[str] = None
     secrets: Tuple[str, ...] = field(default=(), repr=False)  # values no message may ever show
+    # Where Go's system pool would look when the kubeconfig names no CA (SSL_CERT_FILE, SSL_CERT_DIR).
+    ssl_cert_file: Optional[str] = None
+    ssl_cert_dir: Optional[str] = None
 
 
 def kubeconfig_paths(explicit: Optional[str], env: Mapping[str, str]) -> List[str]:
@@ -211,7 +214,8 @@ def _access(flags: ConnectionFlags, cluster: Dict[str, Any], user: Dict[str, Any
         authorization = "Basic " + base64.b64encode(pair.encode()).decode()
         secrets = tuple(secrets) + tuple(x for x in url_credentials[1:] if x)
     return Access(server, namespace, ca_file, not insecure, tls_name, cert, key, authorization, provider, proxy,
-                  flags.as_user, tuple(flags.as_groups), flags.as_uid, secrets)
+                  flags.as_user, tuple(flags.as_groups), flags.as_uid, secrets,
+                  env.get("SSL_CERT_FILE") or None, env.get("SSL_CERT_DIR") or None)
 
 
 def _ca_file(flags: ConnectionFlags, cluster: Dict[str, Any]) -> Optional[str]:

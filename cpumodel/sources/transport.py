@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import re
 import select
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -26,9 +27,21 @@ class ProxyFailure(OSError):
 
 
 def _tls_context(access: Access):
+    """TLS as client-go sets it up: the kubeconfig's CA alone when it names one, else the system's trusted
+    roots found the way Go finds them (system_roots), and certifi's bundle only where no system store exists."""
     import ssl
 
-    context = ssl.create_default_context(cafile=access.ca_file or _default_ca_bundle())
+    if access.ca_file:
+        context = ssl.create_default_context(cafile=access.ca_file)
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies names and chains, trusts nothing yet
+        roots = system_roots(access.ssl_cert_file, access.ssl_cert_dir)
+        if roots:
+            _load_roots(context, roots)
+        elif not _platform_store(context):
+            bundle = _certifi_bundle()
+            if bundle:
+                context.load_verify_locations(cafile=bundle)
     if not access.verify:  # --insecure-skip-tls-verify: kubectl says nothing per request about it; neither do we
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -37,8 +50,76 @@ def _tls_context(access: Access):
     return context
 
 
-def _default_ca_bundle() -> Optional[str]:
-    """The CA bundle the kubernetes client falls back to (certifi's), else the system's."""
+# Go's crypto/x509 (root_linux.go, root_unix.go, Go 1.26): the first of these files that can be read, or only
+# $SSL_CERT_FILE when set; then every file in these directories (or the ':'-separated $SSL_CERT_DIR), skipping
+# links to a file in the same directory. kubectl is built with Go, so this is the trust a kubectl user has.
+CERT_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/ca-bundle.pem",
+              "/etc/pki/tls/cacert.pem", "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", "/etc/ssl/cert.pem")
+CERT_DIRS = ("/etc/ssl/certs", "/etc/pki/tls/certs")
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE-----", re.S)
+
+
+def system_roots(cert_file: Optional[str] = None, cert_dir: Optional[str] = None) -> List[str]:
+    """The PEM certificates Go's loadSystemRoots would trust on Linux and the BSDs (each once)."""
+    import os
+    import sys
+
+    if sys.platform in ("win32", "darwin"):  # Go asks the platform's own verifier there
+        return []
+    found: Dict[bytes, None] = {}
+
+    def add(path: str) -> bool:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError:
+            return False
+        for block in _PEM_CERTIFICATE.findall(data):
+            found.setdefault(block, None)
+        return True
+
+    for path in ([cert_file] if cert_file else CERT_FILES):
+        if add(path):
+            break
+    for directory in (cert_dir.split(":") if cert_dir else CERT_DIRS):
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_symlink() and "/" not in os.readlink(entry.path):
+                continue  # a link to a file in the same directory, read under its own name
+            add(entry.path)
+    return [block.decode("ascii", "replace") for block in found]
+
+
+def _load_roots(context, roots: List[str]) -> None:
+    """All at once; where one certificate does not parse, the others one by one (Go skips what it cannot parse)."""
+    import ssl
+
+    try:
+        context.load_verify_locations(cadata="\n".join(roots))
+    except ssl.SSLError:
+        for pem in roots:
+            try:
+                context.load_verify_locations(cadata=pem)
+            except ssl.SSLError:
+                pass
+
+
+def _platform_store(context) -> bool:
+    """Windows: the system certificate store, as Go uses it there. Elsewhere nothing to add."""
+    import sys
+
+    if sys.platform != "win32":
+        return False
+    context.load_default_certs()
+    return bool(context.cert_store_stats().get("x509_ca"))
+
+
+def _certifi_bundle() -> Optional[str]:
+    """certifi's bundle (vendored in the krew archive): the trust of last resort, for machines without a
+    system store (macOS, whose keychain Python cannot read; minimal containers)."""
     try:
         import certifi
 
