@@ -3,6 +3,7 @@ SEV-ES, HypervStrictCheck, arm64 defaults, a VMI stuck in Scheduling, the obsole
 import json
 import xml.etree.ElementTree as ET
 
+import pytest
 import yaml
 
 from conftest import reference_data, run_cli
@@ -79,6 +80,32 @@ def test_a_stopped_arm64_vm_gets_host_passthrough_before_the_cluster_default(tmp
     assert not any(c["key"].startswith("cpu-model") for c in doc["constraints"])
 
 
+def test_audit_gives_a_model_less_arm64_vm_host_passthrough_running_or_stopped(tmp_path):
+    """pkg/defaults (v1.9.0): SetDefaultVirtualMachineInstance calls setDefaultCPUArch, which applies
+    SetArm64Defaults (host-passthrough for an empty model) before setDefaultCPUModel (the cluster default):
+    the same rule in audit as in why-not."""
+    arm = [kv.node("arm-%d" % i, {"kubernetes.io/arch": "arm64", "kubevirt.io/schedulable": "true",
+                                   "kubernetes.io/hostname": "arm-%d" % i, "machine-type.node.kubevirt.io/virt": "true"})
+           for i in (1, 2)]
+    stopped = kv.vm("pi-stopped", running=False, architecture="arm64", domain={"machine": {"type": "virt"}})
+    running = kv.vm("pi-running", architecture="arm64", domain={"machine": {"type": "virt"}})
+    vmi = kv.vmi_of(running, "arm-1", kubevirt_default="host-passthrough")
+    named = kv.vm("pi-named", running=False, architecture="arm64", model="host-passthrough")
+    objects = arm + [kv.cpu_node("x86-1", "Cascadelake-Server", ["Cascadelake-Server"]), kv.kubevirt(cpu_model="Cascadelake-Server"),
+                     stopped, running, vmi, kv.launcher(vmi), named]
+    path = tmp_path / "snap.yaml"
+    path.write_text(yaml.safe_dump_all(objects))
+    doc = json.loads(run_cli(["audit", "-f", str(path), "-o", "json"], offline=True).stdout)
+    cpus = {v["vm"]: (v["cpu"]["mode"], v["cpu"]["model"], v["cpu"]["origin"]) for v in doc["vms"]}
+    assert cpus["pi-stopped"] == ("host-passthrough", None, "kubevirt-default")
+    assert cpus["pi-running"] == ("host-passthrough", None, "kubevirt-default")
+    assert cpus["pi-named"] == ("host-passthrough", None, "vm")
+    # An x86 VM without a model still takes the cluster default.
+    from cpumodel.core.launcher_pod import start_cpu_model
+    assert start_cpu_model(None, None, "amd64", "Cascadelake-Server") == ("Cascadelake-Server", "cluster-default")
+    assert start_cpu_model(None, "Broadwell", "arm64", "Cascadelake-Server") == ("Broadwell", "instancetype")
+
+
 def test_a_vmi_stuck_in_scheduling_keeps_the_model_it_was_created_with(tmp_path):
     node = kv.cpu_node("sk-1", "Skylake-Server-IBRS", SKYLAKE)
     vm = kv.vm("late", running=True)
@@ -90,20 +117,47 @@ def test_a_vmi_stuck_in_scheduling_keeps_the_model_it_was_created_with(tmp_path)
     assert "waits to be scheduled" in " ".join(doc["notes"])
 
 
-def test_the_default_obsolete_list_follows_the_release():
-    assert obsolete_models(None, (1, 8, 4)) == DEFAULT_OBSOLETE_CPU_MODELS
+# KubeVirt's DefaultObsoleteCPUModels (pkg/virt-handler/node-labeller/util/util.go) as read at each tag:
+# (number of names, whether the -v1 aliases are there, whether Opteron_G1/G2 are there).
+OBSOLETE_LIST_AT_TAG = {
+    (1, 0, 0): (15, False, False), (1, 2, 0): (15, False, False), (1, 2, 1): (17, False, True),
+    (1, 3, 0): (17, False, True), (1, 4, 1): (17, False, True), (1, 5, 0): (17, False, True),
+    (1, 5, 1): (17, False, True), (1, 5, 2): (34, True, True), (1, 5, 3): (34, True, True),
+    (1, 6, 0): (34, True, True), (1, 7, 0): (34, True, True), (1, 8, 4): (34, True, True), (1, 9, 0): (34, True, True),
+}
+
+
+@pytest.mark.parametrize("release", sorted(OBSOLETE_LIST_AT_TAG), ids=lambda r: "v%d.%d.%d" % r)
+def test_the_default_obsolete_list_is_the_one_of_the_release(release):
+    size, aliases, opteron = OBSOLETE_LIST_AT_TAG[release]
+    models = obsolete_models(None, release)
+    assert len(models) == size
+    assert ("kvm64-v1" in models) is aliases and ("Opteron_G1" in models) is opteron
     assert obsolete_models(None, None) == DEFAULT_OBSOLETE_CPU_MODELS  # unknown: the newest rules
-    v15 = obsolete_models(None, (1, 5, 2))
-    assert "Opteron_G1" in v15 and "Opteron_G1-v1" not in v15 and "kvm64-v1" not in v15
-    v12 = obsolete_models(None, (1, 2, 0))
-    assert "Opteron_G1" not in v12 and "Opteron_G2" not in v12 and "kvm64" in v12
-    assert obsolete_models(frozenset({"Opteron_G1"}), (1, 2, 0)) == {"Opteron_G1"}  # a configured list replaces it
+    assert obsolete_models(frozenset({"Opteron_G1"}), release) == {"Opteron_G1"}  # a configured list replaces it
+
+
+def test_a_running_kvm64_v1_vm_is_obsolete_from_v1_5_2(tmp_path):
+    """The -v1 aliases came with the v1.5.2 backport (commit 4460da59f6), not v1.6.0."""
+    def audit(version):
+        vm = kv.vm("legacy", model="kvm64-v1")
+        vmi = kv.vmi_of(vm, "n1")
+        objs = [kv.cpu_node("n1", "Cascadelake-Server", ["Cascadelake-Server", "kvm64-v1"]),
+                kv.cpu_node("n2", "Cascadelake-Server", ["Cascadelake-Server", "kvm64-v1"]),
+                kv.kubevirt(version), vm, vmi, kv.launcher(vmi)]
+        path = tmp_path / ("snap-%s.yaml" % version)
+        path.write_text(yaml.safe_dump_all(objs))
+        doc = json.loads(run_cli(["audit", "-f", str(path), "-o", "json"], offline=True).stdout)
+        return [r["code"] for r in doc["vms"][0]["risks"]]
+
+    assert "obsolete-model" in audit("v1.5.2")
+    assert "obsolete-model" not in audit("v1.5.1")
 
 
 def test_common_keeps_opteron_on_an_old_cluster(tmp_path):
     nodes = [kv.cpu_node("old-%d" % i, "Opteron_G3", ["Opteron_G3"], vendor="AMD",
                          labels={"cpu-model.node.kubevirt.io/Opteron_G2": "true"}) for i in range(2)]
-    for version, kept in (("v1.2.1", True), ("v1.8.4", False)):
+    for version, kept in (("v1.2.0", True), ("v1.2.1", False), ("v1.8.4", False)):
         path = tmp_path / ("%s.yaml" % version)
         path.write_text(yaml.safe_dump_all(nodes + [kv.kubevirt(version)]))
         doc = json.loads(run_cli(["common", "-f", str(path), "-o", "json"], offline=True).stdout)
@@ -253,3 +307,47 @@ def test_a_target_pod_without_the_vendor_selector_outranks_a_new_version(tmp_pat
     for command in (["drain-check", "n1"], ["audit"]):
         proc = run_cli(command + ["-f", str(path)], offline=True)
         assert proc.returncode == 0 and "following the pod" in proc.stderr
+
+
+def test_the_newest_target_pod_anywhere_decides_the_vendor_rule_for_every_vm(tmp_path):
+    """virt-controller's createTargetPod (pkg/virt-controller/watch/migration/migration.go) adds the source node's
+    cpu-vendor label to every migration target pod when the running build has the rule, whatever the VM: so a
+    target pod of another VM, in another namespace, shows it for a VM that never migrated (v1.7.0's table says
+    no rule)."""
+    evidence = vendor_cluster("v1.7.0", {"cpu-vendor.node.kubevirt.io/Intel": "true"})
+    for obj in evidence[3:]:  # the migrated VM moves to namespace ops, under another name
+        obj["metadata"]["namespace"] = "ops"
+        obj["metadata"]["name"] = obj["metadata"]["name"].replace("app", "migrated")
+    vm = kv.vm("fresh", model="Broadwell-IBRS")
+    vmi = kv.vmi_of(vm, "n1")
+    objects = evidence + [vm, vmi, kv.launcher(vmi)]
+    path = tmp_path / "snap.yaml"
+    path.write_text(yaml.safe_dump_all(objects))
+    doc, stderr = why_with_warnings(tmp_path, objects, "vm/fresh", "n2", "-n", "default")
+    assert [r["key"] for r in doc["reasons"]] == ["cpu-vendor.node.kubevirt.io/Intel"]
+    assert "newest target pod ops/" in stderr and "following the pod" in stderr
+    drained = json.loads(run_cli(["drain-check", "n1", "-f", str(path), "-o", "json"], offline=True).stdout)
+    assert {v["vm"]: v["action"] for v in drained["vms"]}["fresh"] == "blocked"
+    audit = run_cli(["audit", "-n", "default", "-f", str(path), "-o", "json"], offline=True)
+    assert {v["vm"]: v["reachableNodes"] for v in json.loads(audit.stdout)["vms"]} == {"fresh": 0}
+    assert "following the pod" in audit.stderr
+    # Live, the evidence is one label-selected list of pods across namespaces.
+    from conftest import base_env
+    from testkit.fakekube import FakeKube, serve
+    from testkit.harness import write_kubeconfig
+
+    fake = FakeKube(objects)
+    server, url = serve(fake)
+    try:
+        env = base_env(KUBECONFIG=write_kubeconfig(str(tmp_path / "kc"), url))
+        live = json.loads(run_cli(["why-not", "vm/fresh", "n2", "-o", "json"], env=env).stdout)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [r["key"] for r in live["reasons"]] == ["cpu-vendor.node.kubevirt.io/Intel"]
+    assert any(r["path"] == "/api/v1/pods" and "kubevirt.io/migrationJobUID" in r["query"].get("labelSelector", "")
+               for r in fake.requests)
+    # Without any target pod the version decides: v1.7.0 adds no vendor selector.
+    plain = [o for o in objects if o["metadata"].get("namespace") != "ops"]
+    doc, stderr = why_with_warnings(tmp_path, plain, "vm/fresh", "n2", "-n", "default")
+    assert doc["migratable"] is True and stderr == ""

@@ -50,7 +50,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     launchers = reader.launchers(namespace)
     for pod in launchers:
         pods.setdefault(pod.labels.get("kubevirt.io/created-by", ""), []).append(pod)
-    kubevirt = kubevirt_as_observed(env, kubevirt, launchers, nodes)
+    # The vendor evidence is cluster-wide: -A listed every launcher (target pods included), -n one namespace's.
+    kubevirt = kubevirt_as_observed(env, kubevirt, launchers + (reader.migration_target_pods() if namespace else []),
+                                    nodes)
     uncollected = note_uncollected(env, reader.source)
     catalog = Catalog.load()
     engine = MigrationEngine(nodes, kubevirt)

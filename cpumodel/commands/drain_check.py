@@ -69,7 +69,9 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     vmis = reader.vmis_on(list(o.nodes)) if o.nodes else reader.vmis()
     launchers = reader.launchers(None, vmis if o.nodes else None)
     vms = running_vms(vmis, launchers, reader.vm_labels(MAINTAIN_MODE_LABEL), harvester)
-    kubevirt = kubevirt_as_observed(env, kubevirt, launchers, nodes)
+    # The vendor evidence is cluster-wide: --all listed every launcher (target pods included), NODE did not.
+    kubevirt = kubevirt_as_observed(env, kubevirt, launchers + (reader.migration_target_pods() if o.nodes else []),
+                                    nodes)
     uncollected = note_uncollected(env, reader.source)
     engine = MigrationEngine(nodes, kubevirt)
     wanted = [(t, vm.vmi.namespace) for vm in vms for t in vm.vmi.pod_terms]

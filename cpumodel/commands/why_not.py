@@ -92,8 +92,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     launchers = reader.launcher_pods(vmi) if vmi is not None else []
     pod = current_launcher(vmi, launchers) if vmi is not None and vmi.running else None
     attempts, events = _history(reader, namespace, vmi)
-    kubevirt = kubevirt_as_observed(env, reader.kubevirt(),
-                                    launchers + [p for a in attempts for p, _ in a.target_pods], nodes)
+    evidence = launchers + [p for a in attempts for p, _ in a.target_pods] + reader.migration_target_pods()
+    kubevirt = kubevirt_as_observed(env, reader.kubevirt(), evidence, nodes)
     profile = reader.cpu_profiles([vm]).get((vm.namespace, vm.name)) if vm is not None else None
     terms = terms_of(vm, vmi)
     nearby = placements(terms, namespace, NearbyPods(reader.pods_for([(t, namespace) for t in terms]),

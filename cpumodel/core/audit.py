@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from cpumodel.core import labels as L
 from cpumodel.core.catalog import Catalog, cluster_obsolete_models
 from cpumodel.core.highest_common import CommonResult
-from cpumodel.core.launcher_pod import migrated_before, start_vmi
+from cpumodel.core.launcher_pod import migrated_before, start_cpu_model, start_vmi
 from cpumodel.core.migration import MigrationEngine, Situation, VmState, current_launcher, live_migratable
 from cpumodel.core.nodes import NodeSet
 from cpumodel.core.pod_affinity import NearbyPods, Placement, placements, terms_of
@@ -87,12 +87,9 @@ class AuditResult:
 
 
 def cpu_choice(vm: VirtualMachine, cluster_default: Optional[str], profile: Optional[CpuProfile]) -> CpuChoice:
-    """kubevirt-rules §2.2: the VM spec, else its instancetype, else the cluster default, else host-model."""
-    model, origin = vm.cpu_model, "vm"
-    if not model and profile is not None and profile.model:
-        model, origin = profile.model, "instancetype"
-    if not model:
-        model, origin = (cluster_default, "cluster-default") if cluster_default else (HOST_MODEL, "kubevirt-default")
+    """What the VM runs, or would run at its next start: launcher_pod.start_cpu_model, the one rule."""
+    model, origin = start_cpu_model(vm.cpu_model, profile.model if profile is not None else None,
+                                    vm.template.architecture, cluster_default)
     mode = model if model in (HOST_MODEL, HOST_PASSTHROUGH) else NAMED
     return CpuChoice(mode, model if mode == NAMED else None, origin)
 

@@ -108,16 +108,21 @@ class Catalog:
 def obsolete_models(configured: Optional[frozenset], release: Optional[Tuple[int, int, int]] = None) -> frozenset:
     """KubeVirt's rule: a configured obsoleteCPUModels map replaces the default list (kubevirt-rules §1.2).
 
-    The default list grew: Opteron_G1/G2 joined it in v1.3.0, the `-v1` names in v1.6.0; an
-    unknown release gets the newest list."""
+    The default list grew in patch releases (node-labeller util.go, read at every tag): Opteron_G1/G2 joined
+    it in v1.2.1, the `-v1` names in v1.5.2 (a backport, commit 4460da59f6); an unknown release gets the
+    newest list."""
     if configured is not None:
         return configured
     models = DEFAULT_OBSOLETE_CPU_MODELS
-    if release is not None and release < (1, 6, 0):
+    if release is not None and release < OBSOLETE_V1_NAMES_SINCE:
         models = frozenset(m for m in models if not m.endswith("-v1"))
-    if release is not None and release < (1, 3, 0):
+    if release is not None and release < OBSOLETE_OPTERON_SINCE:
         models = models - {"Opteron_G1", "Opteron_G2"}
     return models
+
+
+OBSOLETE_V1_NAMES_SINCE = (1, 5, 2)
+OBSOLETE_OPTERON_SINCE = (1, 2, 1)
 
 
 def cluster_obsolete_models(kubevirt) -> frozenset:

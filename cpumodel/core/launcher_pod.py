@@ -314,11 +314,28 @@ def start_vmi(vm: VirtualMachine, kubevirt: Optional[KubeVirtConfig],
         named = {f.name for f in template.cpu_features}
         template = replace(template, cpu_features=template.cpu_features + tuple(
             f for f in profile.preferred_features if f.name not in named))
-    if not template.cpu_model and not profile.model and (template.architecture or "").lower() == ARM64:
-        # arm64's defaults run before the cluster default (pkg/defaults/arm64.go): arm64 nodes carry no CPU labels.
-        return replace(template, cpu_model=HOST_PASSTHROUGH, machine_type=template.machine_type or "virt")
-    model = template.cpu_model or profile.model or (kubevirt.cpu_model if kubevirt else None) or HOST_MODEL
-    return replace(template, cpu_model=model, machine_type=template.machine_type or DEFAULT_MACHINE_TYPE)
+    model, _ = start_cpu_model(template.cpu_model, profile.model, template.architecture,
+                               kubevirt.cpu_model if kubevirt else None)
+    default_machine = "virt" if (template.architecture or "").lower() == ARM64 else DEFAULT_MACHINE_TYPE
+    return replace(template, cpu_model=model, machine_type=template.machine_type or default_machine)
+
+
+def start_cpu_model(vm_model: Optional[str], instancetype_model: Optional[str], architecture: Optional[str],
+                    cluster_default: Optional[str]) -> Tuple[str, str]:
+    """The CPU model a VMI gets when it starts, and whose it is (kubevirt-rules §2.2): the VM spec's
+    (`vm`), else its instancetype's (`instancetype`), else — on arm64, whose defaulting runs before the
+    cluster default (pkg/defaults: setDefaultCPUArch before setDefaultCPUModel) — host-passthrough
+    (`kubevirt-default`), else the cluster default (`cluster-default`), else host-model (`kubevirt-default`).
+    Every command asks this one function."""
+    if vm_model:
+        return vm_model, "vm"
+    if instancetype_model:
+        return instancetype_model, "instancetype"
+    if (architecture or "").lower() == ARM64:
+        return HOST_PASSTHROUGH, "kubevirt-default"
+    if cluster_default:
+        return cluster_default, "cluster-default"
+    return HOST_MODEL, "kubevirt-default"
 
 
 def fresh_start(vmi: VirtualMachineInstance, vm: Optional[VirtualMachine], kubevirt: Optional[KubeVirtConfig],

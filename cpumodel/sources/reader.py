@@ -260,6 +260,15 @@ class ClusterReader:
             r.VMIMS, namespace, label_selector="kubevirt.io/vmi-name=%s" % vmi_name), [])
         return sorted((objects.parse_migration(m) for m in found), key=lambda m: (m.created, m.name))
 
+    def migration_target_pods(self) -> List[objects.Pod]:
+        """Every migration target pod of the cluster (a virt-launcher labelled kubevirt.io/migrationJobUID; it stays
+        the VM's launcher after the migration): the newest shows whether the running virt-controller adds the
+        vendor rule (kubevirt-rules §5). Optional: without the right to list pods cluster-wide, the evidence is
+        what the command read anyway, and the version table."""
+        return self.optional("migration target pods of every namespace (evidence of the vendor rule)",
+                             lambda: self.source.list(r.PODS, None, label_selector="kubevirt.io=virt-launcher,"
+                                                      "kubevirt.io/migrationJobUID", keep=objects.parse_pod), [])
+
     def migration_pods(self, namespace: str, migration_uid: str) -> List[objects.Pod]:
         selector = "kubevirt.io/migrationJobUID=%s" % migration_uid
         found = self.optional("migration target pods", lambda: self.source.list(
