@@ -88,6 +88,7 @@ class VirtualMachineInstance:
     threads: int = 1
     labels: Mapping[str, str] = field(default_factory=dict)
     hyperv: Tuple[str, ...] = ()
+    hyperv_disabled: Tuple[str, ...] = ()  # enlightenments the spec turns off explicitly (`enabled: false`)
     pod_terms: Tuple[PodAffinityTerm, ...] = ()
 
     @property
@@ -256,18 +257,24 @@ def _int(value: Any, default: int) -> int:
 
 
 def _launch_security(spec: dict) -> Tuple[str, ...]:
-    """The launch-security types; an SEV guest with encryptedState is also SEV-ES (KubeVirt's IsSEVESVMI)."""
-    sec = _dict(_get(spec, "domain", "launchSecurity"))
+    """The launch-security types; an SEV guest with encryptedState is also SEV-ES (KubeVirt's IsSEVESVMI), and
+    any launchSecurity on s390x is Secure Execution, `s390-pv` (IsSecureExecutionVMI)."""
+    raw = _get(spec, "domain", "launchSecurity")
+    sec = _dict(raw)
     found = {k for k in sec if sec.get(k) is not None}
     if _get(sec, "sev", "policy", "encryptedState") is True:
         found.add("sev-es")
+    if isinstance(raw, dict) and str(spec.get("architecture") or "") == "s390x":
+        found.add("s390-pv")
     return tuple(sorted(found))
 
 
-def _hyperv(spec: dict) -> Tuple[str, ...]:
-    """Hyper-V enlightenments the guest enables: each feature present and not `enabled: false`."""
+def _hyperv(spec: dict, enabled: bool = True) -> Tuple[str, ...]:
+    """Hyper-V enlightenments the guest enables: each feature present and not `enabled: false` (the API defaults
+    a present feature to enabled); with enabled=False, those turned off explicitly."""
     features = _dict(_get(spec, "domain", "features", "hyperv"))
-    return tuple(sorted(k for k, v in features.items() if isinstance(v, dict) and v.get("enabled") is not False))
+    return tuple(sorted(k for k, v in features.items()
+                        if isinstance(v, dict) and (v.get("enabled") is not False) == enabled))
 
 
 def _needs_tsc(spec: dict) -> bool:
@@ -310,6 +317,7 @@ def parse_vmi(raw: dict) -> VirtualMachineInstance:
         threads=_int(cpu.get("threads"), 1),
         labels=_str_map(meta.get("labels")),
         hyperv=_hyperv(spec),
+        hyperv_disabled=_hyperv(spec, enabled=False),
         pod_terms=_pod_terms(spec.get("affinity")),
     )
 

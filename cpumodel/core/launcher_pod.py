@@ -11,14 +11,26 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from cpumodel.core import labels as L
 from cpumodel.core.selectors import add_does_not_exist
-from cpumodel.objects import (HOST_MODEL, HOST_PASSTHROUGH, CpuProfile, KubeVirtConfig, Node, Pod, Requirement, SelectorTerm, Toleration,
+from cpumodel.objects import (HOST_MODEL, HOST_PASSTHROUGH, CpuFeature, CpuProfile, KubeVirtConfig, Node, Pod, Requirement, SelectorTerm, Toleration,
                               VirtualMachine, VirtualMachineInstance, is_named_model)
 
 Version = Tuple[int, int, int]
 NEWEST_RULES: Version = (99, 0, 0)
 DEFAULT_MACHINE_TYPE = "q35"  # what the webhook fills in on amd64 when the VM names none
-LAUNCH_SECURITY_LABELS = {"sev": "kubevirt.io/sev", "sev-es": "kubevirt.io/sev-es", "snp": "kubevirt.io/sev-snp",
-                          "tdx": "kubevirt.io/tdx"}
+# Launch security (nodeselectorrenderer.go, template.go newNodeSelectorRenderer; pkg/util amd64.go, s390x.go):
+# the node label each kind of guest selects, and the release whose launcher pod first carries it
+# (kubevirt-rules §5). IsSEVVMI is true for SEV and SEV-SNP alike, so an SNP guest selects both.
+LAUNCH_SECURITY_SELECTORS = (
+    ("sev", "kubevirt.io/sev", (0, 0, 0), "SEV"),
+    ("snp", "kubevirt.io/sev", (1, 7, 0), "SEV-SNP (which KubeVirt counts as SEV too)"),
+    ("sev-es", "kubevirt.io/sev-es", (1, 5, 0), "SEV-ES"),
+    ("snp", "kubevirt.io/sev-snp", (1, 7, 0), "SEV-SNP"),
+    ("s390-pv", "kubevirt.io/s390-pv", (1, 6, 0), "s390x Secure Execution"),
+    ("tdx", "kubevirt.io/tdx", (1, 7, 0), "TDX"),
+)
+CROSS_ARCH_GATE = "CrossArchitectureVirtualization"  # alpha in v1.9.0 (virt-config/featuregate/active.go)
+CROSS_ARCH_SINCE: Tuple[int, int, int] = (1, 9, 0)
+VM_ARCH_LABEL = "kubevirt.io/vm-arch-"  # v1.VMArchLabel
 HYPERV_STRICT_CHECK = "HypervStrictCheck"
 # Enlightenments that need a node label under HypervStrictCheck (makeHVFeatureLabelTable): VMI feature -> label.
 HYPERV_NODE_LABELS = {"vpindex": "vpindex", "runtime": "runtime", "reset": "reset", "synic": "synic",
@@ -115,6 +127,20 @@ def has_vendor_rule(version: Version) -> bool:
     return version >= (1, 8, 0) or (major_minor == (1, 7) and version[2] >= 1) or (major_minor == (1, 6) and version[2] >= 4)
 
 
+def launch_security_selectors(kinds: Sequence[str], version: Version) -> List[Tuple[str, str]]:
+    """(node label, why) for the launch security a VMI asks for, as the cluster's release renders them."""
+    found: Dict[str, str] = {}
+    for kind, label, since, name in LAUNCH_SECURITY_SELECTORS:
+        if kind in kinds and version >= since:
+            found.setdefault(label, "the VM uses %s launch security" % name)
+    return list(found.items())
+
+
+def cross_architecture(kubevirt: Optional[KubeVirtConfig], version: Version) -> bool:
+    """The CrossArchitectureVirtualization feature gate, in a release that knows it."""
+    return kubevirt is not None and CROSS_ARCH_GATE in kubevirt.feature_gates and version >= CROSS_ARCH_SINCE
+
+
 def has_machine_type_rule(version: Version) -> bool:
     """The machine-type selector first shipped in v1.5.1 (kubevirt PR #13690)."""
     return version >= (1, 5, 1)
@@ -178,6 +204,12 @@ def _render(vmi: VirtualMachineInstance, vm: Optional[VirtualMachine], kubevirt:
         pod.require(key, value, "the cluster-wide nodeSelectors (KubeVirt developerConfiguration.nodeSelectors)")
     for key, value in vmi.node_selector.items():
         pod.require(key, value, _selector_origin(key))
+    if vmi.architecture and cross_architecture(kubevirt, version):
+        # WithoutNativeArchSelector drops kubernetes.io/arch whoever set it; template.go then selects the nodes
+        # whose virt-handler can run this architecture (kubevirt-rules §2.1).
+        pod.node_selector.pop(L.ARCH, None)
+        pod.require(VM_ARCH_LABEL + vmi.architecture, "true", "the VM's architecture %s, run by any node that can "
+                    "emulate it (feature gate %s)" % (vmi.architecture, CROSS_ARCH_GATE))
     if vmi.dedicated_cpu:
         key = "kubevirt.io/cpumanager" if version >= (1, 8, 0) else "cpumanager"
         pod.require(key, "true", "the VM asks for dedicated CPUs (dedicatedCpuPlacement)")
@@ -197,10 +229,8 @@ def _render(vmi: VirtualMachineInstance, vm: Optional[VirtualMachine], kubevirt:
                     "status.topologyHints.tscFrequency)" % vmi.tsc_frequency)
     if vmi.realtime:
         pod.require("kubevirt.io/realtime", "true", "the VM asks for realtime CPUs")
-    for sec in vmi.launch_security:
-        key = LAUNCH_SECURITY_LABELS.get(sec)
-        if key:
-            pod.require(key, "true", "the VM uses %s launch security" % sec)
+    for key, why in launch_security_selectors(vmi.launch_security, version):
+        pod.require(key, "true", why)
     if kubevirt is not None and HYPERV_STRICT_CHECK in kubevirt.feature_gates:
         _add_hyperv_rule(pod, vmi)
     pod.terms = vmi.required_terms
@@ -314,10 +344,40 @@ def start_vmi(vm: VirtualMachine, kubevirt: Optional[KubeVirtConfig],
         named = {f.name for f in template.cpu_features}
         template = replace(template, cpu_features=template.cpu_features + tuple(
             f for f in profile.preferred_features if f.name not in named))
+    template = hyperv_defaults(template)
     model, _ = start_cpu_model(template.cpu_model, profile.model, template.architecture,
                                kubevirt.cpu_model if kubevirt else None)
     default_machine = "virt" if (template.architecture or "").lower() == ARM64 else DEFAULT_MACHINE_TYPE
     return replace(template, cpu_model=model, machine_type=template.machine_type or default_machine)
+
+
+# What each Hyper-V enlightenment needs enabled too (pkg/defaults/hyperv.go getHypervFeatureDependencies, the same
+# in pkg/virt-api/webhooks/hyperv.go before v1.5.0): the VMI webhook enables a missing one on the user's behalf.
+HYPERV_REQUIRES = {"evmcs": "vapic", "ipi": "vpindex", "tlbflush": "vpindex", "synictimer": "synic",
+                   "synic": "vpindex"}
+
+
+def hyperv_defaults(vmi: VirtualMachineInstance) -> VirtualMachineInstance:
+    """What the VMI mutating webhook adds before the pod exists (SetHypervFeatureDependencies): each enabled
+    enlightenment's dependencies, and for evmcs the CPU feature vmx with policy require (setEVMCSDependency) —
+    so a stopped VM's next pod asks for cpu-feature.node.kubevirt.io/vmx, and under HypervStrictCheck for the
+    labels of the added enlightenments. A running VMI already holds them."""
+    enabled = set(vmi.hyperv)
+    for feature in ("evmcs", "ipi", "tlbflush", "synictimer", "synic"):  # KubeVirt's order: leaves first
+        needed = HYPERV_REQUIRES[feature]
+        if feature in enabled and needed not in enabled:
+            if needed in vmi.hyperv_disabled:
+                return vmi  # turned off by the user: the webhook stops here, and validation rejects the VMI
+            enabled.add(needed)
+    features = vmi.cpu_features
+    if "evmcs" in enabled:
+        if any(f.name == "vmx" for f in features):
+            features = tuple(replace(f, policy="require") if f.name == "vmx" else f for f in features)
+        else:
+            features = features + (CpuFeature("vmx", "require"),)
+    if enabled == set(vmi.hyperv) and features == vmi.cpu_features:
+        return vmi
+    return replace(vmi, hyperv=tuple(sorted(enabled)), cpu_features=features)
 
 
 def start_cpu_model(vm_model: Optional[str], instancetype_model: Optional[str], architecture: Optional[str],
