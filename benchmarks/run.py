@@ -85,6 +85,17 @@ sys.stdin.read()
 """
 
 
+LOADER = """
+import sys
+sys.path[:0] = [%(here)r, %(root)r]
+import generate
+from testkit.controlplane import ControlPlane
+objects = generate.cluster(%(nodes)d, %(vms)d)
+ControlPlane.attach(%(port)d, %(ca)r).load(objects, workers=8)
+print(len(objects))
+"""
+
+
 def start_server(nodes: int, vms: int):
     """The fake API server in its own process, so this driver stays small (children's peak RSS
     counts the parent's pages until exec) and the server's CPU is not charged to this process."""
@@ -126,15 +137,17 @@ class RealServer:
 
         if not built():
             raise SystemExit("--real needs the control plane: make control-plane (Go >= 1.26)")
-        import generate
-
         self.plane = ControlPlane().start()
         started = time.perf_counter()
-        objects = generate.cluster(nodes, vms)
-        self.plane.load(objects, workers=8)
-        print("real server: loaded %d objects (%d nodes, %d VMs) in %.0f s" % (
-            len(objects), nodes, vms, time.perf_counter() - started), flush=True)
-        del objects
+        # Generated and loaded by a child process, so that this driver stays small (see start_server).
+        script = LOADER % {"here": HERE, "root": ROOT, "nodes": nodes, "vms": vms, "port": self.plane.port,
+                           "ca": self.plane.ca.cert}
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        if out.returncode != 0:
+            self.plane.stop()
+            raise SystemExit("loading the real server failed:\n" + out.stderr[-2000:])
+        print("real server: loaded %s objects (%d nodes, %d VMs) in %.0f s" % (
+            out.stdout.strip(), nodes, vms, time.perf_counter() - started), flush=True)
 
     def kubeconfig(self, path: str) -> str:
         return self.plane.kubeconfig(path)

@@ -270,6 +270,16 @@ class ControlPlane:
         self.loaded: Optional[Tuple[str, int, Dict[str, str]]] = None
 
     # -- files
+    @classmethod
+    def attach(cls, port: int, ca_file: str, hco_version: str = "v1beta1") -> "ControlPlane":
+        """A handle on a control plane another process started (to load objects into it from a child process)."""
+        plane = cls.__new__(cls)
+        plane.bin, plane.workdir, plane.procs, plane.port, plane.etcd_port = "", "", [], port, 0
+        plane.hco_version, plane.loaded = hco_version, None
+        plane.ca = type("CA", (), {"cert": ca_file})()
+        plane.admin = Client("127.0.0.1", port, ca_file, ADMIN_TOKEN)
+        return plane
+
     def _pki(self) -> None:
         from testkit import pki
 
