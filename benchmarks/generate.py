@@ -70,38 +70,75 @@ def node_own_labels(i: int, name: str) -> Dict[str, str]:
     return labels
 
 
+def _status(i: int) -> dict:
+    return {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}, {"type": "Hostname", "address": "n"}],
+            "allocatable": {"cpu": "64", "memory": "527894104Ki", "pods": "200", "devices.kubevirt.io/kvm": "1k"},
+            "capacity": {"cpu": "64", "memory": "528000000Ki", "pods": "200", "devices.kubevirt.io/kvm": "1k"},
+            "conditions": [{"type": t, "status": "False", "reason": "Kubelet" + t, "message": "ok",
+                            "lastHeartbeatTime": "2026-11-25T08:59:00Z", "lastTransitionTime": "2026-11-01T00:00:00Z"}
+                           for t in ("MemoryPressure", "DiskPressure", "PIDPressure")]
+            + [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
+                "lastHeartbeatTime": "2026-11-25T08:59:00Z", "lastTransitionTime": "2026-11-01T00:00:00Z"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "images": IMAGES[i % 7:] + IMAGES[:i % 7],  # each node pulled its images in its order
+            "nodeInfo": {"architecture": "amd64", "bootID": "b", "containerRuntimeVersion": "containerd://2.0.5",
+                         "kernelVersion": "6.4.0", "kubeProxyVersion": "v1.33.5+rke2r1",
+                         "kubeletVersion": "v1.33.5+rke2r1", "machineID": "m", "operatingSystem": "linux",
+                         "osImage": "Harvester v1.9.0", "systemUUID": "s"}}
+
+
+def _node(i: int, labels: Dict[str, str], fields: List[dict]) -> dict:
+    name = "node-%05d" % i
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "uid": "uid-" + name, "resourceVersion": "1",
+                         "creationTimestamp": "2026-01-01T00:00:00Z", "labels": dict(labels, **node_own_labels(i, name)),
+                         "annotations": {"kubevirt.io/heartbeat": "2026-11-25T08:59:00Z",
+                                         "rke2.io/node-args": "[\"server\"]", "flannel.alpha.coreos.com/public-ip": "10.0.0.1"},
+                         "managedFields": fields},
+            "spec": {"podCIDR": "10.52.%d.0/24" % (i % 256), "providerID": "rke2://" + name},
+            "status": _status(i)}
+
+
 def nodes(count: int) -> List[dict]:
+    """Nodes of six hardware classes: identical CPU labels within a class (the common, tidy case)."""
     shared = []
     for host_model, models, all_known, extra in CLASSES:
         labels = class_labels(host_model, models, all_known, extra)
-        status = {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}, {"type": "Hostname", "address": "n"}],
-                  "allocatable": {"cpu": "64", "memory": "527894104Ki", "pods": "200", "devices.kubevirt.io/kvm": "1k"},
-                  "capacity": {"cpu": "64", "memory": "528000000Ki", "pods": "200", "devices.kubevirt.io/kvm": "1k"},
-                  "conditions": [{"type": t, "status": "False", "reason": "Kubelet" + t, "message": "ok",
-                                  "lastHeartbeatTime": "2026-11-25T08:59:00Z", "lastTransitionTime": "2026-11-01T00:00:00Z"}
-                                 for t in ("MemoryPressure", "DiskPressure", "PIDPressure")]
-                  + [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
-                      "lastHeartbeatTime": "2026-11-25T08:59:00Z", "lastTransitionTime": "2026-11-01T00:00:00Z"}],
-                  "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}, "images": IMAGES,
-                  "nodeInfo": {"architecture": "amd64", "bootID": "b", "containerRuntimeVersion": "containerd://2.0.5",
-                               "kernelVersion": "6.4.0", "kubeProxyVersion": "v1.33.5+rke2r1",
-                               "kubeletVersion": "v1.33.5+rke2r1", "machineID": "m", "operatingSystem": "linux",
-                               "osImage": "Harvester v1.9.0", "systemUUID": "s"}}
-        shared.append((labels, managed_fields(labels), status))
+        shared.append((labels, managed_fields(labels)))
+    return [_node(i, *shared[i % len(shared)]) for i in range(count)]
+
+
+# The worst case (issue "cost grows with labels"): clusters bought over years, with different BIOS settings and
+# microcode, where every node draws its own CPU features and so its own host-model required features.
+WORST_CLASSES = (  # host model, vendor, weight
+    ("Skylake-Server-IBRS", "Intel", 25), ("Cascadelake-Server", "Intel", 25), ("Icelake-Server", "Intel", 20),
+    ("SapphireRapids", "Intel", 10), ("EPYC-Milan", "AMD", 12), ("EPYC-Genoa", "AMD", 8))
+
+
+ALL_FEATURES = frozenset().union(*(kv.CATALOG.features(m) for m in kv.CATALOG.names()))
+
+
+def worst_cpu(i: int, rng):
+    host, vendor, _ = rng.choices(WORST_CLASSES, [w for _, _, w in WORST_CLASSES])[0]
+    base = kv.CATALOG.features(host)
+    extras = sorted(ALL_FEATURES - base - {"vmx" if vendor == "AMD" else "svm"})
+    features = (set(base) - set(rng.sample(sorted(base), rng.randint(0, 3)))) | set(rng.sample(extras, rng.randint(4, 16)))
+    tsc = TSC_BASE + (i * 7919) % 40000 - 20000
+    return kv.cpu_view(host, frozenset(features), vendor, all_known=True, tsc=tsc, scalable=False,
+                       machine_types=("q35", "pc", "pc-q35-8.2", "pc-q35-9.2"), hyperv=kv.HYPERV)
+
+
+def worst_nodes(count: int, seed: int = 42) -> List[dict]:
+    """Every node its own CPU feature set (its class's model, a few features off, some extras on)."""
+    import random
+
+    rng = random.Random(seed)
     out = []
     for i in range(count):
-        labels, fields, status = shared[i % len(shared)]
-        name = "node-%05d" % i
-        own = dict(labels, **node_own_labels(i, name))
-        status = dict(status, images=IMAGES[i % 7:] + IMAGES[:i % 7])  # each node pulled its images in its order
-        out.append({"apiVersion": "v1", "kind": "Node",
-                    "metadata": {"name": name, "uid": "uid-" + name, "resourceVersion": "1",
-                                 "creationTimestamp": "2026-01-01T00:00:00Z", "labels": own,
-                                 "annotations": {"kubevirt.io/heartbeat": "2026-11-25T08:59:00Z",
-                                                 "rke2.io/node-args": "[\"server\"]", "flannel.alpha.coreos.com/public-ip": "10.0.0.1"},
-                                 "managedFields": fields},
-                    "spec": {"podCIDR": "10.52.%d.0/24" % (i % 256), "providerID": "rke2://" + name},
-                    "status": status})
+        labels = kv.node_labels("node", worst_cpu(i, rng), {
+            "beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux", "kubevirt.io/ksm-enabled": "false",
+            "harvesterhci.io/managed": "true", "node.kubernetes.io/instance-type": "rke2"})
+        out.append(_node(i, labels, managed_fields(labels)))
     return out
 
 
@@ -125,6 +162,38 @@ def vms(count: int, node_count: int) -> List[dict]:
     return out
 
 
-def cluster(node_count: int, vm_count: int) -> List[dict]:
+def worst_vms(count: int, node_list: List[dict], seed: int = 7) -> List[dict]:
+    """Mostly host-model VMs; two in three migrated before, so their launcher pods carry the host-model keys of
+    the node they first booted on (sticky, kubevirt-rules §3.2); one in seven has a named model."""
+    import random
+
+    rng = random.Random(seed)
+    labels = [n["metadata"]["labels"] for n in node_list]
+    vendors = [next(k for k in l if k.startswith("cpu-vendor.")) for l in labels]
+    out = []
+    for i in range(count):
+        ns, name = "bench-%02d" % (i % 20), "vm-%05d" % i
+        where = vm_node(i, len(node_list))
+        intel = vendors[where].endswith("/Intel")
+        model = ("Broadwell-IBRS" if intel else "EPYC") if i % 7 == 3 else None
+        vm = kv.vm(name, model=model, ns=ns)
+        the_vmi = kv.vmi_of(vm, "node-%05d" % where)
+        sticky = None
+        if model is None and i % 3:
+            boot = labels[rng.choice([j for j in range(max(0, where - 40), min(len(labels), where + 40))
+                                      if vendors[j] == vendors[where]])]
+            sticky = {"cpu-model-migration.node.kubevirt.io/" + k.split("/", 1)[1]: "true"
+                      for k in boot if k.startswith("host-model-cpu.node.kubevirt.io/")}
+            sticky.update({"cpu-feature.node.kubevirt.io/" + k.split("/", 1)[1]: "true"
+                           for k in boot if k.startswith("host-model-required-features.node.kubevirt.io/")})
+        out += [vm, the_vmi, kv.launcher(the_vmi, sticky)]
+    return out
+
+
+def cluster(node_count: int, vm_count: int, worst: bool = False) -> List[dict]:
+    """`worst`: every node its own CPU (worst_nodes) and VMs with inherited selectors (worst_vms)."""
     namespaces = [kv.namespace(n) for n in ["default", "harvester-system"] + ["bench-%02d" % i for i in range(20)]]
+    if worst:
+        node_list = worst_nodes(node_count)
+        return node_list + worst_vms(vm_count, node_list) + [kv.kubevirt(namespace="harvester-system")] + namespaces
     return nodes(node_count) + vms(vm_count, node_count) + [kv.kubevirt(namespace="harvester-system")] + namespaces

@@ -488,33 +488,28 @@ class ControlPlane:
              "subjects": [{"kind": "Group", "name": "impersonators", "apiGroup": "rbac.authorization.k8s.io"}]},
         ])
 
+    @staticmethod
+    def _rbac_path(obj: dict) -> str:
+        plural = {"ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
+                  "Role": "roles", "RoleBinding": "rolebindings"}[obj["kind"]]
+        namespace = obj["metadata"].get("namespace")
+        return "/apis/rbac.authorization.k8s.io/v1/%s%s" % ("namespaces/%s/" % namespace if namespace else "", plural)
+
     def apply_rbac(self, objects: Iterable[dict]) -> None:
-        paths = {"ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
-                 "Role": "roles", "RoleBinding": "rolebindings"}
         for obj in objects:
-            meta = obj["metadata"]
-            base = "/apis/rbac.authorization.k8s.io/v1/"
-            if meta.get("namespace"):
-                self.ensure_namespace(meta["namespace"])
-                base += "namespaces/%s/" % meta["namespace"]
-            base += paths[obj["kind"]]
+            if obj["metadata"].get("namespace"):
+                self.ensure_namespace(obj["metadata"]["namespace"])
             try:
-                self.admin.request("POST", base, obj)
+                self.admin.request("POST", self._rbac_path(obj), obj)
             except ApiError as exc:
                 if exc.status != 409:
                     raise
-                self.admin.request("PUT", base + "/" + meta["name"], obj)
+                self.admin.request("PUT", self._rbac_path(obj) + "/" + obj["metadata"]["name"], obj)
 
     def delete_rbac(self, objects: Iterable[dict]) -> None:
-        paths = {"ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
-                 "Role": "roles", "RoleBinding": "rolebindings"}
         for obj in objects:
-            meta = obj["metadata"]
-            base = "/apis/rbac.authorization.k8s.io/v1/"
-            if meta.get("namespace"):
-                base += "namespaces/%s/" % meta["namespace"]
             try:
-                self.admin.request("DELETE", base + paths[obj["kind"]] + "/" + meta["name"])
+                self.admin.request("DELETE", self._rbac_path(obj) + "/" + obj["metadata"]["name"])
             except ApiError as exc:
                 if exc.status != 404:
                     raise

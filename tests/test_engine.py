@@ -8,7 +8,8 @@ from cpumodel import objects
 from cpumodel.core import labels as L
 from cpumodel.core.api_selectors import fields_match, matches, parse_field_selector, parse_selector
 from cpumodel.core.catalog import Catalog
-from cpumodel.core.migration import MigrationEngine, VmState
+from cpumodel.core.launcher_pod import Demand
+from cpumodel.core.migration import MigrationEngine, VmState, failure_key, node_failures
 from cpumodel.core.reasons import Category
 from cpumodel.core.why_not import explain
 from cpumodel.errors import UsageError
@@ -62,10 +63,11 @@ def test_alike_vms_and_nodes_share_the_node_checks():
     accepted = {s.vm_name: sum(engine.accepts(s, n) for n in engine.nodes) for s in situations}
     # Every VM booted on a Cascade Lake: the other 49 Cascade Lakes take it, no Skylake, not the cordoned one.
     assert set(accepted.values()) == {49}
-    # 200 VMs x 101 nodes asked; the scheduler's checks ran once per demand and class of alike nodes.
+    # 200 VMs x 101 nodes asked; the scheduler's checks ran once per demand, as one intersection of the
+    # label sets the demand names, and no node was judged one by one.
     demands = {s.constraints.demand for s in situations}
     assert len(demands) == 1
-    assert len(engine._failures) == 3  # Cascade Lake, Skylake and the cordoned Cascade Lake
+    assert len(engine._accepting) == 1 and engine._failures == {}
 
 
 def test_verdict_agrees_with_accepts_and_reasons():
@@ -177,3 +179,53 @@ def test_pod_affinity_by_domains_agrees_with_the_per_node_check(zones, peers, an
     scan = {"%s/%s" % (p.namespace, p.name) for p in pods
             if p.labels.get("app") == "db" and key in label[p.node_name].labels}
     assert found == scan
+
+
+# ---- the node index agrees with the per-node verdict -------------------------------------------------------
+
+KEYS = ["cpu-feature.node.kubevirt.io/avx", "cpu-model-migration.node.kubevirt.io/Skylake", "zone", "rank"]
+VALUES = ["true", "false", "1", "7"]
+labels_st = st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES), max_size=4)
+taint_st = st.builds(objects.Taint, st.sampled_from(["dedicated", "gpu"]), st.sampled_from(["", "x"]),
+                     st.sampled_from(["NoSchedule", "NoExecute", "PreferNoSchedule"]))
+node_st = st.tuples(labels_st, st.booleans(), st.sampled_from([True, False, None]), st.lists(taint_st, max_size=2))
+requirement_st = st.one_of(
+    st.builds(objects.Requirement, st.sampled_from(KEYS), st.sampled_from(["In", "NotIn"]),
+              st.lists(st.sampled_from(VALUES), min_size=1, max_size=2).map(tuple)),
+    st.builds(objects.Requirement, st.sampled_from(KEYS), st.sampled_from(["Exists", "DoesNotExist"])),
+    st.builds(objects.Requirement, st.sampled_from(KEYS), st.sampled_from(["Gt", "Lt"]),
+              st.sampled_from([("0",), ("5",), ("x",)])),
+    st.builds(objects.Requirement, st.just("metadata.name"), st.sampled_from(["In", "NotIn"]),
+              st.lists(st.sampled_from(["n0", "n1", "n2"]), min_size=1, max_size=2).map(tuple), st.just(True)),
+)
+term_st = st.builds(objects.SelectorTerm, st.lists(requirement_st, max_size=3).map(tuple))
+toleration_st = st.builds(objects.Toleration, st.sampled_from(["", "dedicated", "gpu"]),
+                          st.sampled_from(["Equal", "Exists"]), st.sampled_from(["", "x"]),
+                          st.sampled_from(["", "NoSchedule", "NoExecute"]))
+demand_st = st.builds(Demand, st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES), max_size=3).map(
+    lambda d: tuple(sorted(d.items()))), st.lists(term_st, max_size=3).map(tuple),
+    st.lists(toleration_st, max_size=2).map(tuple))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(node_st, min_size=1, max_size=12), st.lists(demand_st, min_size=1, max_size=4), st.data())
+def test_the_node_index_agrees_with_the_per_node_verdict(raw_nodes, demands, data):
+    """For every generated (demand, node): the engine's accepting set holds the node exactly when the plain
+    per-node check (node_failures) finds nothing; and the failure counts over any set of nodes are the per-node
+    failures summed, with the first failing node's failure as the sample."""
+    nodes = [objects.Node("n%d" % i, labels, unschedulable, ready, tuple(taints))
+             for i, (labels, unschedulable, ready, taints) in enumerate(raw_nodes)]
+    engine = MigrationEngine(nodes, None)
+    names = frozenset(data.draw(st.sets(st.sampled_from([n.name for n in nodes]))))
+    for demand in demands:
+        accepting = engine.accepting(demand)
+        for node in engine.nodes:
+            assert engine.index.has(accepting, node.name) == (not node_failures(demand, node)), (demand, node)
+        expected: dict = {}
+        for node in engine.nodes:
+            if node.name in names:
+                for failure in node_failures(demand, node):
+                    key = failure_key(failure)
+                    seen = expected.get(key)
+                    expected[key] = (seen[0] + 1, seen[1]) if seen else (1, failure)
+        assert engine.failure_counts(demand, names) == expected

@@ -115,9 +115,9 @@ def emit(env: "Environment", common: Common, document: Callable[[], dict], text:
          names: Callable[[], str]) -> None:
     """The one write of a command's result to stdout, in the format -o asked for."""
     if common.fmt in ("json", "yaml"):
-        from cpumodel.output.render import structured
+        from cpumodel.output.render import write_structured
 
-        env.write(structured(document(), common.fmt))
+        write_structured(document(), common.fmt, env.write)
     elif common.fmt == "name":
         env.say(names())
     else:

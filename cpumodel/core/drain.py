@@ -213,6 +213,8 @@ class DrainPlanner:
 
     def pod_blocking_keys(self, s: Situation, gone: FrozenSet[str]) -> List[BlockingKey]:
         """The VM's pod (anti-)affinity terms, each with the number of candidates it rules out."""
+        if not s.placements:
+            return []
         counts: Dict[str, int] = {}
         for name in self.eligible - gone:
             for p, _ in violations(s.placements, s.own_labels, self.engine.by_name[name]):
@@ -236,7 +238,7 @@ class DrainPlanner:
 
     def _cpu_warnings(self, s: Situation, vm: RunningVm, source, targets: Targets) -> Tuple[DrainWarning, ...]:
         by_cpu: Dict[frozenset, Node] = {}
-        for name in targets.pool:
+        for name in sorted(targets.pool):  # the first target of each CPU by name: the same message every run
             node = self.engine.by_name[name]
             by_cpu.setdefault(self.engine.cpu(node).features, node)
         found = []

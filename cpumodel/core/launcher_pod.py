@@ -7,6 +7,7 @@ host-model rule of prepareNodeSelectorForHostCpuModel), with the version gates o
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from cpumodel.core import labels as L
@@ -86,7 +87,7 @@ class PodConstraints:
     notes: Tuple[str, ...]
     blocked: Optional[str] = None  # KubeVirt cannot even create the pod
 
-    @property
+    @cached_property
     def demand(self) -> Demand:
         return Demand(tuple((c.key, c.value) for c in self.node_selector), self.terms, self.tolerations)
 

@@ -19,6 +19,7 @@ from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence,
 from cpumodel.core import labels as L
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.labels import NodeCpu
+from cpumodel.core.node_index import NodeIndex, popcount
 from cpumodel.core.nodes import NodeCpuCache
 from cpumodel.core.launcher_pod import Demand, PodConstraints, fresh_start, migration_target, start_vmi
 from cpumodel.core.pod_affinity import Placement, first_of_its_kind, violations
@@ -201,13 +202,17 @@ def failure_reason(failure: Failure, node: Node, constraints: PodConstraints) ->
 
 
 class MigrationEngine:
-    """Verdicts of every node for any number of VMs, sharing the work between alike VMs and nodes."""
+    """Verdicts of every node for any number of VMs. Cluster-wide questions go through the node index
+    (node_index.py): a demand's accepting nodes are an intersection of the sets its labels name, so the cost
+    grows with what demands name, not with demands x kinds of node."""
 
     def __init__(self, nodes: Sequence[Node], kubevirt: Optional[KubeVirtConfig]):
         self.nodes = tuple(sorted(nodes, key=lambda n: n.name))
         self.by_name = {n.name: n for n in self.nodes}
         self.kubevirt = kubevirt
+        self.index = NodeIndex(self.nodes)
         self._failures: Dict[Tuple[Demand, tuple], Tuple[Failure, ...]] = {}
+        self._accepting: Dict[Demand, int] = {}
         self._fitting: Dict[Demand, FrozenSet[str]] = {}
         self._fitting_among: Dict[Tuple[Demand, FrozenSet[str]], FrozenSet[str]] = {}
         self._cpus: Dict[str, NodeCpu] = {}
@@ -226,12 +231,31 @@ class MigrationEngine:
         return found
 
     def failures(self, demand: Demand, node: Node) -> Tuple[Failure, ...]:
+        """One node's failures with their details (for the nodes a report shows)."""
         looks = (tuple(node.labels.get(k) for k in demand.label_keys), node.unschedulable, node.taints, node.ready,
                  node.name if demand.uses_node_name else None)
         cached = self._failures.get((demand, looks))
         if cached is None:
             cached = self._failures[(demand, looks)] = node_failures(demand, node)
         return cached
+
+    def accepting(self, demand: Demand) -> int:
+        """The nodes (a mask) whose labels, cordon, taints and readiness accept the demand: what node_failures
+        finds nothing against, for every node at once."""
+        found = self._accepting.get(demand)
+        if found is None:
+            index = self.index
+            found = index.all & ~index.cordoned & ~index.not_ready
+            for key, want in demand.node_selector:
+                if not found:
+                    break
+                found &= index.equal(key, want)
+            if found and demand.terms:
+                found &= index.affinity(demand.terms)
+            if found and index.tainted:
+                found &= index.tolerated(demand.tolerations)
+            self._accepting[demand] = found
+        return found
 
     def reasons(self, s: Situation, node: Node) -> Tuple[Reason, ...]:
         """Every reason the node cannot take the VM, sorted by category then key."""
@@ -242,18 +266,19 @@ class MigrationEngine:
 
     def accepts(self, s: Situation, node: Node) -> bool:
         """The verdict alone, without building messages (cluster-wide questions ask it millions of times)."""
-        return s.running and not vm_reasons(s, node) and not self.failures(s.constraints.demand, node) \
+        return s.running and not vm_reasons(s, node) \
+            and self.index.has(self.accepting(s.constraints.demand), node.name) \
             and not violations(s.placements, s.own_labels, node)
 
     def fitting(self, s: Situation) -> FrozenSet[str]:
-        """Every node the scheduler would place the pod on: one pass over the nodes per distinct demand,
+        """Every node the scheduler would place the pod on: one intersection of label sets per distinct demand,
         then the VM's own pod (anti-)affinity, which depends on the node itself."""
         if s.constraints.blocked:
             return frozenset()
         demand = s.constraints.demand
         found = self._fitting.get(demand)
         if found is None:
-            found = self._fitting[demand] = frozenset(n.name for n in self.nodes if not self.failures(demand, n))
+            found = self._fitting[demand] = self.index.names(self.accepting(demand))
         return self.pod_filter(s, found) if s.placements else found
 
     def pod_filter(self, s: Situation, names: FrozenSet[str]) -> FrozenSet[str]:
@@ -272,37 +297,74 @@ class MigrationEngine:
         """Topology value -> the nodes in that domain, for one topology key."""
         found = self._topology.get(key)
         if found is None:
-            domains: Dict[str, set] = {}
-            for node in self.nodes:
-                if key in node.labels:
-                    domains.setdefault(node.labels[key], set()).add(node.name)
-            found = self._topology[key] = {value: frozenset(names) for value, names in domains.items()}
+            found = self._topology[key] = {value: self.index.names(where)
+                                           for value, where in self.index.values(key).items() if value is not None}
         return found
 
     def fitting_among(self, s: Situation, names: FrozenSet[str]) -> FrozenSet[str]:
         """`fitting` within a fixed set of nodes, shared by every VM with the same demand."""
         if s.placements:
             return self.fitting(s) & names
+        if s.constraints.blocked:
+            return frozenset()
         key = (s.constraints.demand, names)
         found = self._fitting_among.get(key)
         if found is None:
-            found = self._fitting_among[key] = self.fitting(s) & names
+            found = self._fitting_among[key] = self.index.names(self.accepting(s.constraints.demand)
+                                                                & self.index.of(names))
         return found
 
     def failure_counts(self, demand: Demand, names: FrozenSet[str]
                        ) -> Dict[Tuple[Category, Optional[str]], Tuple[int, Failure]]:
-        """For the named nodes: each (category, key) that fails, on how many of them, and one such failure."""
+        """For the named nodes: each (category, key) that fails, on how many of them, and one such failure (that of
+        the first such node) — what summing node_failures over the nodes gives, from the node index."""
         cache_key = (demand, names)
         counts = self._counts.get(cache_key)
         if counts is None:
-            counts = {}
-            for node in self.nodes:
-                if node.name in names:
-                    for failure in self.failures(demand, node):
-                        key = failure_key(failure)
-                        seen = counts.get(key)
-                        counts[key] = (seen[0] + 1, seen[1]) if seen else (1, failure)
-            self._counts[cache_key] = counts
+            counts = self._counts[cache_key] = self._failure_counts(demand, self.index.of(names))
+        return counts
+
+    def _failure_counts(self, demand: Demand, candidates: int
+                        ) -> Dict[Tuple[Category, Optional[str]], Tuple[int, Failure]]:
+        index = self.index
+        counts: Dict[Tuple[Category, Optional[str]], Tuple[int, Failure]] = {}
+
+        def add(key: Tuple[Category, Optional[str]], failing: int, sample) -> None:
+            count = popcount(failing)
+            if count:
+                seen = counts.get(key)
+                counts[key] = (seen[0] + count, seen[1]) if seen else (count, sample(index.first(failing)))
+
+        for key, want in demand.node_selector:
+            add((selector_category(key), key), candidates & ~index.equal(key, want),
+                lambda node, key=key, want=want: MissingLabel(key, want, node.labels.get(key)))
+        if demand.terms:
+            refused = candidates & ~index.affinity(demand.terms)
+            if refused:
+                # node_failures lists, per refused node, every requirement of every term it fails (each once),
+                # or EmptyTerm when it fails none (only empty terms were left): counted per label key.
+                requirements = list(dict.fromkeys(r for t in demand.terms for r in t.requirements))
+                empty = Requirement("", "EmptyTerm")
+                by_key: Dict[Optional[str], List[Tuple[Requirement, int]]] = {}
+                passes_all = refused
+                for req in requirements:
+                    failing = refused & ~index.requirement(req)
+                    passes_all &= ~failing
+                    by_key.setdefault(req.key or None, []).append((req, failing))
+                by_key.setdefault(None, []).append((empty, passes_all))
+                for key, failing_reqs in by_key.items():
+                    count = sum(popcount(failing) for _, failing in failing_reqs)
+                    if count:
+                        first = min(((f & -f).bit_length() - 1, order) for order, (_, f) in enumerate(failing_reqs)
+                                    if f)
+                        counts[(Category.NODE_AFFINITY, key)] = (count, FailedAffinity(failing_reqs[first[1]][0]))
+        add((Category.CORDONED, None), candidates & index.cordoned, lambda node: NodeState(Category.CORDONED))
+        for i in index.tainted:
+            if candidates >> i & 1:
+                node = index.nodes[i]
+                for taint in untolerated_taints(node.taints, demand.tolerations):
+                    add((Category.TAINT, taint.key), 1 << i, lambda node, taint=taint: NodeState(Category.TAINT, taint))
+        add((Category.NOT_READY, None), candidates & index.not_ready, lambda node: NodeState(Category.NOT_READY))
         return counts
 
     def verdict(self, s: Situation, node: Node, catalog: Optional[Catalog] = None) -> NodeVerdict:

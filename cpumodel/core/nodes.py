@@ -63,10 +63,22 @@ class NodeCpuCache:
     labels (TSC frequency, scalability, scheduling frequencies) are then put in.
     """
 
+    # After this many nodes, a cache that found fewer repeats than new classes is dropped: on a cluster whose
+    # every node has its own CPU features the class keys would only cost time and memory.
+    TRIAL = 64
+
     def __init__(self) -> None:
         self._seen: Dict[frozenset, NodeCpu] = {}
+        self._asked = 0
+        self._bypass = False
 
     def __call__(self, labels) -> NodeCpu:
+        if self._bypass:
+            return node_cpu(labels)
+        self._asked += 1
+        if self._asked == self.TRIAL and len(self._seen) * 2 > self.TRIAL:
+            self._bypass, self._seen = True, {}
+            return node_cpu(labels)
         key, tsc_scheduling = cpu_class(labels)
         cpu = self._seen.get(key)
         if cpu is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence
 
 from cpumodel.core.drain import Action, DrainResult, Fix, VmDrain
-from cpumodel.output.render import TableStyle, brief_list, plural, report, section, table
+from cpumodel.output.render import LazyList, TableStyle, brief_list, plural, report, section, table
 
 TARGETS_SHOWN = 3  # in a table row
 TARGETS_LISTED_PER_STEP = 10  # in --all documents, where thousands of VMs could each name thousands of nodes
@@ -34,12 +34,15 @@ def to_document(result: DrainResult, uncollected: Sequence[str] = ()) -> Dict[st
                                        "fix": _fix_doc(result.fix), "uncollectedNamespaces": list(uncollected)})
 
 
+def _step_doc(s: DrainResult) -> Dict[str, Any]:
+    return {"node": s.drained[0], "vms": [vm_doc(v, TARGETS_LISTED_PER_STEP) for v in s.vms], "summary": s.summary,
+            "fix": _fix_doc(s.fix)}
+
+
 def steps_document(steps: Sequence[DrainResult], uncollected: Sequence[str] = ()) -> Dict[str, Any]:
     total = {k: sum(s.summary[k] for s in steps) for k in (a.value for a in Action)}
     return report("DrainCheckAllReport", {
-        "steps": [{"node": s.drained[0], "vms": [vm_doc(v, TARGETS_LISTED_PER_STEP) for v in s.vms],
-                   "summary": s.summary,
-                   "fix": _fix_doc(s.fix)} for s in steps],
+        "steps": LazyList(steps, _step_doc),
         "summary": total,
         "undrainableNodes": [{"node": s.drained[0], "blockedVms": ["%s/%s" % (v.namespace, v.vm) for v in s.blocked]}
                              for s in steps if s.blocked],
