@@ -176,3 +176,42 @@ def test_offline_network_guard_really_blocks(live_env, run):
     assert run(["common", "-o", "json"], env=live_env).returncode == 0
     proc = run(["common"], offline=True, env=live_env)
     assert proc.returncode == 1 and proc.stderr.startswith("error: ") and proc.stdout == ""
+
+
+# ---- the JSON writer prints exactly what json.dumps(indent=4) prints -------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2 ** 70, max_value=2 ** 70),
+                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12))
+_json_values = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.tuples(inner, inner),
+    st.dictionaries(st.one_of(st.text(max_size=6), st.integers(), st.booleans(), st.none()), inner, max_size=4)),
+    max_leaves=30)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json_values)
+def test_the_json_writer_matches_json_dumps(document):
+    import json
+
+    from cpumodel.output.render import LazyList, write_structured
+
+    pieces = []
+    write_structured(document, "json", pieces.append)
+    assert "".join(pieces) == json.dumps(document, indent=4, ensure_ascii=False) + "\n"
+    lazy = []
+    write_structured({"steps": LazyList([1, 2], lambda n: {"n": n}), "empty": LazyList([], str)}, "json", lazy.append)
+    assert "".join(lazy) == json.dumps({"steps": [{"n": 1}, {"n": 2}], "empty": []}, indent=4) + "\n"
+
+
+def test_the_json_writer_matches_json_dumps_when_it_writes_in_pieces():
+    import json
+
+    from cpumodel.output.render import write_structured
+
+    document = {"vms": [{"vm": "vm-%05d" % i, "reasons": [{"key": "k%d" % j, "nodes": j} for j in range(5)],
+                         "targets": [], "fix": None} for i in range(3000)]}
+    pieces = []
+    write_structured(document, "json", pieces.append)
+    assert len(pieces) > 10 and "".join(pieces) == json.dumps(document, indent=4) + "\n"

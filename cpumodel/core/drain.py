@@ -14,11 +14,14 @@ from __future__ import annotations
 import enum
 import heapq
 from dataclasses import dataclass, replace
-from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from cpumodel.core import labels as L
 from cpumodel.core.catalog import Catalog
+from cpumodel.core.launcher_pod import Demand
 from cpumodel.core.migration import (ORIGIN_POD_AFFINITY, MigrationEngine, Situation, VmState, failure_key, failure_origin,
-                                     libvirt_warnings, live_migratable, needs_cpu_fix, vm_reasons)
+                                     libvirt_check, live_migratable, needs_cpu_fix, vm_reasons)
+from cpumodel.core.node_index import positions
 from cpumodel.core.nodes import split_nodes
 from cpumodel.core.pod_affinity import NearbyPods, placements, violations
 from cpumodel.core.reasons import Category, Reason
@@ -226,7 +229,7 @@ class DrainPlanner:
         """What the labels allow but libvirt or QEMU is known to refuse (never changes the action)."""
         source = self.engine.by_name.get(s.source_node or "")
         key = (s.constraints.demand, self.engine.cpu(source).features if source else None, vm.vmi.cpu_model,
-               vm.vmi.threads, targets.pool)
+               vm.vmi.threads, targets.pool, targets.drained)
         found = self._warned.get(key)
         if found is None:
             found = self._warned[key] = self._cpu_warnings(s, vm, source, targets)
@@ -236,21 +239,63 @@ class DrainPlanner:
                                    "models and features"),)
         return found
 
+    def _targets(self, targets: Targets) -> Iterator[Node]:
+        """The targets in name order (the engine's order), the drained nodes left out."""
+        index = self.engine.index
+        for i in positions(index.of(targets.pool) & ~index.of(targets.drained)):
+            yield index.nodes[i]
+
     def _cpu_warnings(self, s: Situation, vm: RunningVm, source, targets: Targets) -> Tuple[DrainWarning, ...]:
-        by_cpu: Dict[frozenset, Node] = {}
-        for name in sorted(targets.pool):  # the first target of each CPU by name: the same message every run
-            node = self.engine.by_name[name]
-            by_cpu.setdefault(self.engine.cpu(node).features, node)
+        """Asked of the first target of each distinct CPU, in name order, and only until the answer is known: one
+        target libvirt would accept (or one offering ht) settles it."""
         found = []
-        refused = [libvirt_warnings(self.catalog, s, source, node, self.engine.cpu) for node in by_cpu.values()]
-        if refused and all(refused):
-            code = "host-passthrough-cpu" if "host-passthrough" in refused[0][0] else "missing-cpu-features"
-            found.append(DrainWarning(code, "every target the scheduler allows is likely refused by libvirt: %s"
-                                      % refused[0][0]))
-        if vm.vmi.threads > 1 and by_cpu and all("ht" not in features for features in by_cpu):
+        check = libvirt_check(self.catalog, s, source, self.engine.cpu)
+        if check is not None:
+            seen: set = set()
+            first: Optional[str] = None
+            for node in self._targets(targets):
+                features = self.engine.cpu(node).features
+                if features in seen:
+                    continue
+                seen.add(features)
+                refused = check(node)
+                if not refused:
+                    first = None
+                    break
+                first = first or refused[0]
+            if first:
+                code = "host-passthrough-cpu" if "host-passthrough" in first else "missing-cpu-features"
+                found.append(DrainWarning(code, "every target the scheduler allows is likely refused by libvirt: %s"
+                                          % first))
+        if vm.vmi.threads > 1 and len(targets) and not any(
+                "ht" in self.engine.cpu(node).features for node in self._targets(targets)):
             found.append(DrainWarning("threads-need-ht", "the VM has %d threads per core; with QEMU 10 and later "
                                       "the target CPU must offer ht, which no target offers" % vm.vmi.threads))
         return tuple(found)
+
+    def _restart_fits(self, state: VmState, models: Sequence[str], room: int, gone: FrozenSet[str]) -> List[str]:
+        """The models among `models` with which the VM, restarted, would have a target. A restart with a named
+        model renders the same pod whatever the model but for its cpu-model key (kubevirt-rules §2.1; no
+        host-model keys are inherited), so the pod is predicted once and only that key changes; a VM whose own
+        spec names a cpu-model key, or with pod (anti-)affinity, is predicted model by model."""
+        first = self.engine.situation(replace(state, vmi=replace(state.vmi, cpu_model=models[0]), launcher=None))
+        own_model_keys = any(k.startswith(L.CPU_MODEL) for k in state.vmi.node_selector)  # type: ignore[union-attr]
+        if first.placements or own_model_keys or first.constraints.blocked or not first.running \
+                or not live_migratable(first.vmi):  # type: ignore[arg-type]
+            fits = []
+            for model in models:
+                restarted = replace(state, vmi=replace(state.vmi, cpu_model=model), launcher=None)
+                if self.pool(self.engine.situation(restarted)) - gone:
+                    fits.append(model)
+            return fits
+        demand = first.constraints.demand
+        rest = tuple(pair for pair in demand.node_selector if pair[0] != L.CPU_MODEL + models[0])
+        fits = []
+        for model in models:
+            selector = tuple(sorted(rest + ((L.CPU_MODEL + model, "true"),)))
+            if self.engine.accepting(Demand(selector, demand.terms, demand.tolerations)) & room:
+                fits.append(model)
+        return fits
 
     def best_fix(self, blocked: Sequence[Tuple[VmState, Situation]], gone: FrozenSet[str]
                  ) -> Tuple[Optional[Fix], Mapping[Tuple[str, str], str]]:
@@ -269,13 +314,16 @@ class DrainPlanner:
         tried = [m for m in self.catalog.rank(self._offered & frozenset().union(*sources.values()))
                  if self.catalog.knows(m)]
         unblocked: Dict[str, List[Tuple[str, str]]] = {}
-        for model in tried[:FIX_MODELS_TRIED]:
-            for state, s in blocked:
-                if model not in sources.get(s.source_node, ()):
-                    continue
-                restarted = replace(state, vmi=replace(state.vmi, cpu_model=model), launcher=None)
-                if self.pool(self.engine.situation(restarted)) - gone:
-                    unblocked.setdefault(model, []).append((state.namespace, state.name))
+        tried = tried[:FIX_MODELS_TRIED]
+        index = self.engine.index
+        room = index.of(self.eligible) & ~index.of(gone)
+        for state, s in blocked:
+            offered = sources.get(s.source_node, frozenset())
+            models = [m for m in tried if m in offered]
+            if not models:
+                continue
+            for model in self._restart_fits(state, models, room, gone):
+                unblocked.setdefault(model, []).append((state.namespace, state.name))
         if not unblocked:
             return None, {}
         best = max(unblocked, key=lambda m: (len(unblocked[m]), -tried.index(m)))

@@ -71,20 +71,26 @@ _FAMILIES = (CPU_MODEL, CPU_MODEL_MIGRATION, CPU_FEATURE, HOST_MODEL_CPU, HOST_M
              MACHINE_TYPE, HYPERV)
 
 
+_FAMILY_BY_DOMAIN = {prefix[:-1]: prefix for prefix in _FAMILIES}  # "cpu-model.node.kubevirt.io" -> its prefix
+_TSC_DOMAIN, _, _TSC_NAME = TSC_SCHEDULING.partition("/")
+
+
 def _families(labels: Mapping[str, str]) -> Dict[str, set]:
     """One pass over the labels (nodes carry hundreds): suffix sets per prefix family."""
     found: Dict[str, set] = {prefix: set() for prefix in _FAMILIES}
-    found[TSC_SCHEDULING] = set()
+    by_domain = {domain: found[prefix] for domain, prefix in _FAMILY_BY_DOMAIN.items()}
+    tsc = found[TSC_SCHEDULING] = set()
+    get = by_domain.get
     intern = sys.intern
     for key, value in labels.items():
         if value != "true":
             continue
-        slash = key.find("/")
-        family = found.get(key[:slash + 1]) if slash > 0 else None
+        domain, slash, name = key.partition("/")
+        family = get(domain) if slash else None
         if family is not None:
-            family.add(intern(key[slash + 1:]))
-        elif key.startswith(TSC_SCHEDULING):
-            found[TSC_SCHEDULING].add(key[len(TSC_SCHEDULING):])
+            family.add(intern(name))
+        elif domain == _TSC_DOMAIN and name.startswith(_TSC_NAME):
+            tsc.add(name[len(_TSC_NAME):])
     return found
 
 

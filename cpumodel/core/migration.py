@@ -405,7 +405,15 @@ def suggest_model(catalog: Catalog, nodes: Sequence[Optional[Node]], common: Seq
 
 def libvirt_warnings(catalog: Catalog, s: Situation, source: Optional[Node], target: Node,
                      cpu_of: Callable[[Node], NodeCpu] = lambda node: L.node_cpu(node.labels)) -> List[str]:
-    """What the scheduler lets through but libvirt on the target would likely refuse (kubevirt-rules §3.3-§3.4).
+    """What the scheduler lets through but libvirt on the target would likely refuse (kubevirt-rules §3.3-§3.4)."""
+    check = libvirt_check(catalog, s, source, cpu_of)
+    return check(target) if check is not None else []
+
+
+def libvirt_check(catalog: Catalog, s: Situation, source: Optional[Node],
+                  cpu_of: Callable[[Node], NodeCpu] = lambda node: L.node_cpu(node.labels)
+                  ) -> Optional[Callable[[Node], List[str]]]:
+    """The per-target check of libvirt_warnings with the VM's part worked out once (None: nothing to check).
 
     With KubeVirt >= 1.8 every node carries `cpu-model-migration.*` for every known model, so
     a host-model VM can be placed on a CPU that lacks base features of its host model, and
@@ -413,26 +421,33 @@ def libvirt_warnings(catalog: Catalog, s: Situation, source: Optional[Node], tar
     identical CPU.
     """
     if not s.running or s.vmi is None:
-        return []
+        return None
     if s.vmi.cpu_model == HOST_PASSTHROUGH:
-        target_cpu = cpu_of(target)
-        if not target_cpu.features:
-            return []
         source_cpu = cpu_of(source) if source is not None else None
-        if source_cpu is None or source_cpu.features == target_cpu.features:
-            return []
-        return ["host-passthrough: libvirt needs the same CPU on both nodes; %s offers different CPU features "
-                "than %s (%s)" % (target.name, source.name, _difference(source_cpu.features, target_cpu.features))]  # type: ignore[union-attr]
+        if source_cpu is None:
+            return None
+
+        def passthrough(target: Node) -> List[str]:
+            target_cpu = cpu_of(target)
+            if not target_cpu.features or source_cpu.features == target_cpu.features:  # type: ignore[union-attr]
+                return []
+            return ["host-passthrough: libvirt needs the same CPU on both nodes; %s offers different CPU features "
+                    "than %s (%s)" % (target.name, source.name,  # type: ignore[union-attr]
+                                      _difference(source_cpu.features, target_cpu.features))]  # type: ignore[union-attr]
+        return passthrough
     models = s.constraints.selector_keys(L.CPU_MODEL_MIGRATION)
     if s.vmi.cpu_model != HOST_MODEL or not models or not catalog.knows(models[0]):
-        return []
+        return None
     # A look-up per feature of the model, not a pass over the node's hundreds of labels.
     wanted = catalog.features(models[0]) - set(s.constraints.selector_keys(L.CPU_FEATURE))
-    missing = sorted(f for f in wanted if target.labels.get(L.CPU_FEATURE + f) != "true")
-    if not missing or len(missing) == len(wanted):  # nothing missing, or a node without CPU labels at all
-        return []
-    return ["the scheduler would allow it, but %s's CPU lacks %s of host model %s; libvirt would likely fail the "
-            "migration with \"missing features\"" % (target.name, ", ".join(missing), models[0])]
+
+    def host_model(target: Node) -> List[str]:
+        missing = sorted(wanted - cpu_of(target).features)  # the node's cpu-feature labels, as a set
+        if not missing or len(missing) == len(wanted):  # nothing missing, or a node without CPU labels at all
+            return []
+        return ["the scheduler would allow it, but %s's CPU lacks %s of host model %s; libvirt would likely fail the "
+                "migration with \"missing features\"" % (target.name, ", ".join(missing), models[0])]
+    return host_model
 
 
 def _difference(a: frozenset, b: frozenset) -> str:

@@ -77,15 +77,116 @@ def write_structured(document: Any, fmt: str, write) -> None:
     if fmt != "json":
         write(to_yaml(document))
         return
-    pending, size = [], 0
-    for piece in json.JSONEncoder(indent=4, ensure_ascii=False).iterencode(document):
-        pending.append(piece)
-        size += len(piece)
-        if size >= 1 << 16:
-            write("".join(pending))
-            pending, size = [], 0
-    pending.append("\n")
-    write("".join(pending))
+    JsonWriter(write).document(document)
+
+
+class JsonWriter:
+    """Exactly what json.dumps(document, indent=4, ensure_ascii=False) prints (kubectl's layout), written in
+    pieces, about twice as fast: the standard library encodes indented JSON in pure Python, through a generator
+    per nesting level; this appends to one list, and strings go through the C string encoder."""
+
+    FLUSH = 1 << 16
+
+    def __init__(self, write):
+        self.write = write
+        self.pieces: List[str] = []
+        self.size = 0
+
+    def document(self, value: Any) -> None:
+        self.value(value, "\n")
+        self.pieces.append("\n")
+        self.write("".join(self.pieces))
+        self.pieces.clear()
+
+    def value(self, value: Any, newline: str) -> None:
+        pieces = self.pieces
+        if isinstance(value, str):
+            pieces.append(_encode_string(value))
+        elif isinstance(value, dict):
+            self.object(value, newline)
+        elif isinstance(value, (list, tuple)):
+            self.array(value, newline)
+        else:
+            pieces.append(_scalar(value))
+
+    def object(self, value: dict, newline: str) -> None:
+        if not value:
+            self.pieces.append("{}")
+            return
+        inner = newline + "    "
+        pieces = self.pieces
+        pieces.append("{")
+        first = True
+        for key, item in value.items():
+            pieces.append(inner if first else "," + inner)
+            first = False
+            pieces.append(_encode_string(key if isinstance(key, str) else _scalar(key)))
+            pieces.append(": ")
+            if isinstance(item, str):
+                pieces.append(_encode_string(item))
+            elif isinstance(item, (dict, list, tuple)):
+                self.value(item, inner)
+            else:
+                pieces.append(_scalar(item))
+        pieces.append(newline + "}")
+        self._maybe_flush()
+
+    def array(self, value: Sequence[Any], newline: str) -> None:
+        if not value:
+            self.pieces.append("[]")
+            return
+        inner = newline + "    "
+        pieces = self.pieces
+        pieces.append("[")
+        first = True
+        for item in value:
+            pieces.append(inner if first else "," + inner)
+            first = False
+            if isinstance(item, str):
+                pieces.append(_encode_string(item))
+            elif isinstance(item, (dict, list, tuple)):
+                self.value(item, inner)
+            else:
+                pieces.append(_scalar(item))
+        pieces.append(newline + "]")
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
+        if len(self.pieces) >= 4096:  # the same list stays: callers up the stack hold it
+            self.write("".join(self.pieces))
+            self.pieces.clear()
+
+
+def _encode_string(text: str) -> str:
+    return _ENCODE_STRING(text)
+
+
+def _scalar(value: Any) -> str:
+    """Numbers, booleans and null as json.dumps writes them."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (float("inf"), float("-inf")):
+            return "Infinity" if value > 0 else "-Infinity"
+        return float.__repr__(value)
+    raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
+
+
+def _string_encoder():
+    from json import encoder
+
+    return encoder.c_encode_basestring or encoder.py_encode_basestring  # type: ignore[attr-defined]
+
+
+_ENCODE_STRING = _string_encoder()
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], style: TableStyle = TableStyle()) -> str:
