@@ -37,6 +37,12 @@ def options(args: argparse.Namespace) -> Options:
     return Options(common, tuple(args.nodes), selector, args.all)
 
 
+def _shared_values(node):
+    from dataclasses import replace
+
+    return replace(node, labels={k: "true" if v == "true" else v for k, v in node.labels.items()})
+
+
 def run(args: argparse.Namespace, env: Environment) -> int:
     o = options(args)
     reader = ClusterReader(open_source(args, env, o.common.timeout))
@@ -45,7 +51,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         compared = [result.node_a, result.node_b]
         document, text = (lambda: pair_document(result)), (lambda style: render_pair(result, style))
     else:
-        nodes = reader.nodes(o.selector, view="metadata")
+        # Every node's labels are kept for the matrix: their thousands of "true" values share one string.
+        nodes = reader.nodes(o.selector, view="metadata", then=_shared_values)
         if o.nodes:
             wanted = set(o.nodes)
             missing = sorted(wanted - {n.name for n in nodes})

@@ -73,24 +73,38 @@ _FAMILIES = (CPU_MODEL, CPU_MODEL_MIGRATION, CPU_FEATURE, HOST_MODEL_CPU, HOST_M
 
 _FAMILY_BY_DOMAIN = {prefix[:-1]: prefix for prefix in _FAMILIES}  # "cpu-model.node.kubevirt.io" -> its prefix
 _TSC_DOMAIN, _, _TSC_NAME = TSC_SCHEDULING.partition("/")
+# Label key -> (family prefix, interned suffix), or None for a key outside the families: nodes share most keys,
+# so each is split once per process, not once per node (thousands of nodes x hundreds of labels).
+_SPLIT: Dict[str, Optional[Tuple[str, str]]] = {}
+_UNSEEN = object()
+
+
+def _split(key: str) -> Optional[Tuple[str, str]]:
+    domain, slash, name = key.partition("/")
+    prefix = _FAMILY_BY_DOMAIN.get(domain) if slash else None
+    if prefix is not None:
+        found: Optional[Tuple[str, str]] = (prefix, sys.intern(name))
+    elif domain == _TSC_DOMAIN and name.startswith(_TSC_NAME):
+        found = (TSC_SCHEDULING, name[len(_TSC_NAME):])
+    else:
+        found = None
+    _SPLIT[key] = found
+    return found
 
 
 def _families(labels: Mapping[str, str]) -> Dict[str, set]:
     """One pass over the labels (nodes carry hundreds): suffix sets per prefix family."""
     found: Dict[str, set] = {prefix: set() for prefix in _FAMILIES}
-    by_domain = {domain: found[prefix] for domain, prefix in _FAMILY_BY_DOMAIN.items()}
-    tsc = found[TSC_SCHEDULING] = set()
-    get = by_domain.get
-    intern = sys.intern
+    found[TSC_SCHEDULING] = set()
+    get = _SPLIT.get
     for key, value in labels.items():
         if value != "true":
             continue
-        domain, slash, name = key.partition("/")
-        family = get(domain) if slash else None
-        if family is not None:
-            family.add(intern(name))
-        elif domain == _TSC_DOMAIN and name.startswith(_TSC_NAME):
-            tsc.add(name[len(_TSC_NAME):])
+        split = get(key, _UNSEEN)
+        if split is _UNSEEN:
+            split = _split(key)
+        if split is not None:
+            found[split[0]].add(split[1])
     return found
 
 

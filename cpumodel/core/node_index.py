@@ -55,6 +55,7 @@ class NodeIndex:
         # Taints that can keep a pod off: few nodes carry them, so they are checked node by node.
         self.tainted: Tuple[int, ...] = tuple(i for i, n in enumerate(self.nodes)
                                               if any(t.effect in ("NoSchedule", "NoExecute") for t in n.taints))
+        self._labels = [n.labels for n in self.nodes]
         self._values: Dict[str, Dict[Optional[str], int]] = {}
         self._requirements: Dict[Requirement, int] = {}
         self._tolerated: Dict[Tuple[Toleration, ...], int] = {}
@@ -65,10 +66,25 @@ class NodeIndex:
         """value -> the nodes with that value of `key` (None: the nodes without the key)."""
         found = self._values.get(key)
         if found is None:
-            groups: Dict[Optional[str], List[int]] = {}
-            for i, node in enumerate(self.nodes):
-                groups.setdefault(node.labels.get(key), []).append(i)
-            found = self._values[key] = {value: _mask(where, self.size) for value, where in groups.items()}
+            values = [labels.get(key) for labels in self._labels]
+            distinct = set(values)
+            if not distinct:  # no nodes
+                found = {}
+            elif len(distinct) <= 4:  # the usual case ("true" or absent): one pass per value, at C speed
+                found = {}
+                values.reverse()  # bit 0 is the last character of a binary numeral
+                ordered = sorted(distinct, key=lambda v: (v is None, v or ""))
+                rest = self.all
+                for value in ordered[:-1]:
+                    found[value] = int("".join(["1" if v == value else "0" for v in values]), 2)
+                    rest &= ~found[value]
+                found[ordered[-1]] = rest  # the last value: every node none of the others holds
+            else:  # hostnames, TSC frequencies: group the positions
+                groups: Dict[Optional[str], List[int]] = {}
+                for i, value in enumerate(values):
+                    groups.setdefault(value, []).append(i)
+                found = {value: _mask(where, self.size) for value, where in groups.items()}
+            self._values[key] = found
         return found
 
     def equal(self, key: str, value: str) -> int:

@@ -197,12 +197,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], style: TableSty
     """
     if not rows:
         return ""
-    texts = [["" if c is None else str(c) for c in row] for row in rows]
-    lines = ([list(headers)] if style.headers else []) + texts
+    # Cells are text already, except the odd number or None; they are not copied (a diff matrix over thousands
+    # of nodes has millions of cells).
+    texts = [row if all(type(c) is str for c in row) else ["" if c is None else str(c) for c in row] for row in rows]
     # Every column is at least two wider than its header, as kubectl's tables have always printed here.
     widths = [max([len(line[i]) for line in texts] + ([len(headers[i]) + 2] if style.headers else []))
               for i in range(len(headers))]
-    out = ["   ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip() for line in lines]
+    out = ["   ".join(text.ljust(width) for text, width in zip(headers, widths)).rstrip()] if style.headers else []
+    out.extend("   ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip() for line in texts)
     return "\n".join(out) + "\n"
 
 

@@ -17,6 +17,8 @@ _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 def escape_controls(text: str) -> str:
     """Text from a server or a file, made harmless for a terminal (kubectl escapes these too)."""
+    if _CONTROLS.search(text) is None:  # the usual case: no copy of a table that may be tens of megabytes
+        return text
     return _CONTROLS.sub(lambda m: "\\x%02x" % ord(m.group()), text)
 
 ASCII_SPELLING = {"✓": "yes", "✗": "no", "…": "...", "≥": ">=", "≤": "<=", "→": "->", "×": "x", "÷": "/"}
