@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional
 
 from cpumodel.core import labels as L
@@ -48,6 +49,7 @@ CPU_CATEGORIES = frozenset({Category.CPU_MODEL, Category.CPU_MODEL_MIGRATION, Ca
                             Category.NODE_AFFINITY})
 
 
+@lru_cache(maxsize=4096)  # asked once per failing key and node when reports list every node
 def selector_category(key: str) -> Category:
     if key == L.SCHEDULABLE:
         return Category.SCHEDULABLE
