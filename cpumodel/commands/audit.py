@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from cpumodel import objects
-from cpumodel.commands.context import (note_skipped, Common, Environment, Problems, checked_selector, common_options, emit,
-                                       kubevirt_as_observed, note_uncollected, open_source)
+from cpumodel.commands.context import (Common, Environment, Problems, checked_selector, common_options, emit,
+                                       kubevirt_as_observed, note_skipped, note_uncollected, open_source)
 from cpumodel.core.audit import audit_cluster
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.highest_common import analyse_common

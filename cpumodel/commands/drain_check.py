@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from cpumodel import objects
-from cpumodel.commands.context import (note_skipped, Common, Environment, Problems, checked_names, checked_selector,
-                                       common_options, emit, kubevirt_as_observed, note_uncollected,
-                                       open_source)
+from cpumodel.commands.context import (Common, Environment, Problems, checked_names, checked_selector, common_options,
+                                       emit, kubevirt_as_observed, note_skipped, note_uncollected, open_source)
 from cpumodel.core.api_selectors import matches, parse_selector
 from cpumodel.core.catalog import Catalog, cluster_obsolete_models
 from cpumodel.core.drain import MAINTAIN_MODE_LABEL, DrainPlanner, RunningVm

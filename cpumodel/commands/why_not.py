@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from cpumodel import objects
-from cpumodel.commands.context import (note_skipped, Common, Environment, Problems, checked_names, common_options, emit,
-                                       kubevirt_as_observed, open_source, parse_vm_reference)
+from cpumodel.commands.context import (Common, Environment, Problems, checked_names, common_options, emit,
+                                       kubevirt_as_observed, note_skipped, open_source, parse_vm_reference)
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.migration import VmState, current_launcher
 from cpumodel.core.pod_affinity import NearbyPods, placements, terms_of
