@@ -113,34 +113,23 @@ class JsonWriter:
         if not value:
             self.pieces.append("{}")
             return
-        inner = newline + "    "
-        pieces = self.pieces
-        pieces.append("{")
-        first = True
-        for key, item in value.items():
-            pieces.append(inner if first else "," + inner)
-            first = False
-            pieces.append(_encode_string(key if isinstance(key, str) else _scalar(key)))
-            pieces.append(": ")
-            if isinstance(item, str):
-                pieces.append(_encode_string(item))
-            elif isinstance(item, (dict, list, tuple)):
-                self.value(item, inner)
-            else:
-                pieces.append(_scalar(item))
-        pieces.append(newline + "}")
-        self._maybe_flush()
+        self.container("{", "}", ((_encode_string(k if isinstance(k, str) else _scalar(k)) + ": ", v)
+                                  for k, v in value.items()), newline)
 
     def array(self, value: Sequence[Any], newline: str) -> None:
         if not value:
             self.pieces.append("[]")
             return
+        self.container("[", "]", (("", v) for v in value), newline)
+
+    def container(self, opening: str, closing: str, entries, newline: str) -> None:
+        """One item a line, indented four more: `entries` are (what precedes the value, the value)."""
         inner = newline + "    "
         pieces = self.pieces
-        pieces.append("[")
+        pieces.append(opening)
         first = True
-        for item in value:
-            pieces.append(inner if first else "," + inner)
+        for head, item in entries:
+            pieces.append((inner if first else "," + inner) + head)
             first = False
             if isinstance(item, str):
                 pieces.append(_encode_string(item))
@@ -148,7 +137,7 @@ class JsonWriter:
                 self.value(item, inner)
             else:
                 pieces.append(_scalar(item))
-        pieces.append(newline + "]")
+        pieces.append(newline + closing)
         self._maybe_flush()
 
     def _maybe_flush(self) -> None:
