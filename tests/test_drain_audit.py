@@ -244,3 +244,30 @@ def test_audit_reads_the_model_an_instancetype_sets(tmp_path, fake, live_env):
     assert cpu["sized"]["suggestion"] is None  # KubeVirt would reject a model of the VM's own beside it
     assert cpu["sized"]["reachableNodes"] == 3  # its launcher needs Cascadelake-Server: hv-01, hv-02, hv-03
     assert cpu["plain-it"]["cpu"]["origin"] == "kubevirt-default"
+
+
+def test_the_fix_simulation_swapping_one_key_equals_predicting_each_restart(tmp_path, monkeypatch):
+    """best_fix predicts a restarted VM's pod once and swaps its cpu-model key per model; predicting every
+    restart in full must give the same fixes (worst-case data: every node its own CPU, sticky VMs)."""
+    import sys as _sys
+
+    from conftest import ROOT
+    from cpumodel.core import drain
+
+    _sys.path.insert(0, ROOT + "/benchmarks")
+    import generate
+
+    path = tmp_path / "worst.yaml"
+    path.write_text(yaml.safe_dump_all(generate.cluster(40, 300, worst=True)))
+    fast = run_cli(["drain-check", "--all", "-f", str(path), "-o", "json"], offline=True)
+
+    def slow(self, state, models, room, gone):
+        return [m for m in models if self.pool(self.engine.situation(drain.replace(
+            state, vmi=drain.replace(state.vmi, cpu_model=m), launcher=None))) - gone]
+
+    monkeypatch.setattr(drain.DrainPlanner, "_restart_fits", slow)
+    full = run_cli(["drain-check", "--all", "-f", str(path), "-o", "json"], offline=True)
+    assert fast.returncode == full.returncode == 0, fast.stderr
+    doc = json.loads(fast.stdout)
+    assert any(step["fix"] for step in doc["steps"]), "the data must exercise the fix simulation"
+    assert fast.stdout == full.stdout
