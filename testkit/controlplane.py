@@ -550,16 +550,10 @@ class ControlPlane:
                 continue
             group, version, plural, namespaced, _ = KINDS[kind]
             query = {"gracePeriodSeconds": "0"}  # pods bound to a node would otherwise wait for a kubelet
-            if kind == "Event":
-                paths = [resource_path(kind, ns) for ns in spaces] if namespaced else [resource_path(kind)]
-            elif namespaced:
-                paths = [resource_path(kind, ns) for ns in spaces]
-            else:
-                paths = [resource_path(kind)]
+            paths = [resource_path(kind, ns) for ns in spaces] if namespaced else [resource_path(kind)]
             for path in paths:
                 self.admin.request("DELETE", path, {"apiVersion": "v1", "kind": "DeleteOptions",
                                                     "gracePeriodSeconds": 0}, query=query)
-        # ConfigMaps the tests did not load (kube-root-ca.crt is not made here: no controller-manager) are gone too.
 
     def load(self, objects: Iterable[dict], workers: int = 1) -> Dict[str, str]:
         """Create the objects as a cluster would hold them; returns {uid in the files: uid on the server}.

@@ -113,7 +113,7 @@ def kubevirt_as_observed(env: "Environment", kubevirt, pods, nodes):
 
 def emit(env: "Environment", common: Common, document: Callable[[], dict], text: Callable[..., str],
          names: Callable[[], str]) -> None:
-    """The one write of a command's result to stdout, in the format -o asked for."""
+    """A command's result on stdout, in the format -o asked for (JSON written as it is encoded)."""
     if common.fmt in ("json", "yaml"):
         from cpumodel.output.render import write_structured
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
 from cpumodel.commands.context import (Common, Environment, Problems, checked_names, checked_selector,
@@ -38,8 +38,6 @@ def options(args: argparse.Namespace) -> Options:
 
 
 def _shared_values(node):
-    from dataclasses import replace
-
     return replace(node, labels={k: "true" if v == "true" else v for k, v in node.labels.items()})
 
 

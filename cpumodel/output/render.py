@@ -5,7 +5,6 @@ tables, rows; nothing here fetches or decides anything.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Sequence
 
@@ -32,11 +31,6 @@ def plural(count: int, word: str) -> str:
 def names(kind: str, items: Sequence[str]) -> str:
     """-o name: kubectl's TYPE/NAME lines."""
     return "".join("%s/%s\n" % (kind, item) for item in items)
-
-
-def to_json(document: Any) -> str:
-    # kubectl prints JSON with 4-space indentation (cli-runtime printers/json.go).
-    return json.dumps(document, indent=4, ensure_ascii=False) + "\n"
 
 
 class LazyList(list):
@@ -68,7 +62,9 @@ def to_yaml(document: Any) -> str:
 
 
 def structured(document: Any, fmt: str) -> str:
-    return to_json(document) if fmt == "json" else to_yaml(document)
+    pieces: List[str] = []
+    write_structured(document, fmt, pieces.append)
+    return "".join(pieces)
 
 
 def write_structured(document: Any, fmt: str, write) -> None:
@@ -81,7 +77,8 @@ def write_structured(document: Any, fmt: str, write) -> None:
 
 
 class JsonWriter:
-    """Exactly what json.dumps(document, indent=4, ensure_ascii=False) prints (kubectl's layout), written in
+    """Exactly what json.dumps(document, indent=4, ensure_ascii=False) prints (kubectl's layout, cli-runtime
+    printers/json.go), written in
     pieces, about twice as fast: the standard library encodes indented JSON in pure Python, through a generator
     per nesting level; this appends to one list, and strings go through the C string encoder."""
 
