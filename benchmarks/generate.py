@@ -190,10 +190,90 @@ def worst_vms(count: int, node_list: List[dict], seed: int = 7) -> List[dict]:
     return out
 
 
-def cluster(node_count: int, vm_count: int, worst: bool = False) -> List[dict]:
-    """`worst`: every node its own CPU (worst_nodes) and VMs with inherited selectors (worst_vms)."""
-    namespaces = [kv.namespace(n) for n in ["default", "harvester-system"] + ["bench-%02d" % i for i in range(20)]]
+# The other pods of a Harvester cluster (issue "drains that also fit"): storage, networking, monitoring and
+# platform pods on every node, each with requests the scheduler counts, as `kubectl get pods -o json` shows them.
+SYSTEM_NAMESPACES = ("longhorn-system", "kube-system", "cattle-system", "cattle-monitoring-system",
+                     "harvester-system", "cattle-fleet-system")
+POD_KINDS = (  # name, containers' (cpu, memory) requests
+    ("longhorn-manager", (("250m", "256Mi"), ("10m", "32Mi"))), ("instance-manager", (("1200m", "1Gi"),)),
+    ("rke2-canal", (("250m", "128Mi"), ("50m", "64Mi"))), ("node-exporter", (("100m", "30Mi"),)),
+    ("harvester-node-manager", (("100m", "128Mi"),)), ("virt-handler", (("10m", "357Mi"),)),
+    ("kube-proxy", (("250m", "128Mi"),)), ("engine-image", (("50m", "64Mi"),)))
+
+
+def _container(name: str, image: str, cpu: str, memory: str) -> dict:
+    return {"name": name, "image": image, "imagePullPolicy": "IfNotPresent",
+            "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}},
+                    {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"apiVersion": "v1",
+                                                                         "fieldPath": "metadata.namespace"}}}],
+            "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}},
+            "volumeMounts": [{"name": "host-dev", "mountPath": "/host/dev"}, {"name": "kube-api-access",
+                                                                              "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                                                                              "readOnly": True}],
+            "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
+            "securityContext": {"privileged": True}}
+
+
+def _pod_kind(name: str, containers) -> dict:
+    """The parts every pod of one kind shares (kept once in memory by the fake server)."""
+    image = "registry.suse.com/rancher/mirrored-%s:v1.9.0" % name
+    spec = {"containers": [_container("c%d" % i, image, cpu, memory) for i, (cpu, memory) in enumerate(containers)],
+            "dnsPolicy": "ClusterFirst", "enableServiceLinks": True, "priority": 2000001000,
+            "priorityClassName": "system-node-critical", "restartPolicy": "Always", "schedulerName": "default-scheduler",
+            "serviceAccountName": name, "terminationGracePeriodSeconds": 30,
+            "tolerations": [{"operator": "Exists", "effect": e} for e in ("NoSchedule", "NoExecute")],
+            "volumes": [{"name": "host-dev", "hostPath": {"path": "/dev", "type": ""}},
+                        {"name": "kube-api-access", "projected": {"defaultMode": 420, "sources": [
+                            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}]}}]}
+    fields = [{"apiVersion": "v1", "fieldsType": "FieldsV1", "manager": "kube-controller-manager",
+               "operation": "Update", "time": "2026-11-01T00:00:00Z",
+               "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:app": {}, "f:controller-revision-hash": {}}},
+                            "f:spec": {"f:containers": {'k:{"name":"c%d"}' % i: {".": {}, "f:image": {}, "f:env": {},
+                                                                                   "f:resources": {}}
+                                                        for i in range(len(containers))}}}},
+              {"apiVersion": "v1", "fieldsType": "FieldsV1", "manager": "kubelet", "operation": "Update",
+               "subresource": "status", "time": "2026-11-01T00:00:00Z",
+               "fieldsV1": {"f:status": {"f:conditions": {}, "f:containerStatuses": {}, "f:phase": {}, "f:podIP": {}}}}]
+    status = {"phase": "Running", "qosClass": "Burstable", "hostIP": "10.0.0.1", "podIP": "10.52.0.9",
+              "conditions": [{"type": t, "status": "True", "lastTransitionTime": "2026-11-01T00:00:00Z"}
+                             for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady",
+                                       "PodScheduled")],
+              "containerStatuses": [{"name": "c%d" % i, "image": image, "imageID": image + "@sha256:%064x" % i,
+                                     "containerID": "containerd://%064x" % i, "ready": True, "restartCount": 0,
+                                     "started": True, "state": {"running": {"startedAt": "2026-11-01T00:00:00Z"}}}
+                                    for i in range(len(containers))]}
+    return {"spec": spec, "fields": fields, "status": status}
+
+
+def other_pods(count: int, node_count: int) -> List[dict]:
+    """`count` platform pods spread over the nodes (a few of them finished: Succeeded jobs hold no room)."""
+    kinds = [(name, _pod_kind(name, containers)) for name, containers in POD_KINDS]
+    out = []
+    for i in range(count):
+        name, kind = kinds[i % len(kinds)]
+        node = "node-%05d" % ((i * 7) % node_count)
+        ns = SYSTEM_NAMESPACES[i % len(SYSTEM_NAMESPACES)]
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "%s-%06d" % (name, i), "namespace": ns, "uid": "uid-other-%06d" % i,
+                            "resourceVersion": "1", "creationTimestamp": "2026-11-01T00:00:00Z",
+                            "generateName": name + "-", "labels": {"app": name, "controller-revision-hash": "5d8f7"},
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": name,
+                                                 "uid": "uid-ds-" + name, "controller": True,
+                                                 "blockOwnerDeletion": True}],
+                            "managedFields": kind["fields"]},
+               "spec": dict(kind["spec"], nodeName=node),
+               "status": kind["status"] if i % 50 else dict(kind["status"], phase="Succeeded")}
+        out.append(pod)
+    return out
+
+
+def cluster(node_count: int, vm_count: int, worst: bool = False, pod_count: int = 0) -> List[dict]:
+    """`worst`: every node its own CPU (worst_nodes) and VMs with inherited selectors (worst_vms); `pod_count` other
+    pods beside the VMs' launchers."""
+    namespaces = [kv.namespace(n) for n in ["default", "harvester-system"] + ["bench-%02d" % i for i in range(20)]
+                  + [n for n in SYSTEM_NAMESPACES if n != "harvester-system"]]
+    common = [kv.kubevirt(namespace="harvester-system")] + namespaces + other_pods(pod_count, node_count)
     if worst:
         node_list = worst_nodes(node_count)
-        return node_list + worst_vms(vm_count, node_list) + [kv.kubevirt(namespace="harvester-system")] + namespaces
-    return nodes(node_count) + vms(vm_count, node_count) + [kv.kubevirt(namespace="harvester-system")] + namespaces
+        return node_list + worst_vms(vm_count, node_list) + common
+    return nodes(node_count) + vms(vm_count, node_count) + common

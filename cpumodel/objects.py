@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from cpumodel.errors import SourceError
@@ -92,6 +92,8 @@ class Node:
     unschedulable: bool = False
     ready: Optional[bool] = None  # None: not known (metadata-only read)
     taints: Tuple[Taint, ...] = ()
+    # status.allocatable as the scheduler counts it (cpu in millicores, the rest in units); empty: not known
+    allocatable: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,15 @@ def parse_node(raw: dict) -> Node:
         ready=(ready_cond.get("status") == "True") if ready_cond else (False if has_status else None),
         taints=tuple(Taint(str(t.get("key", "")), str(t.get("value") or ""), str(t.get("effect", "")))
                      for t in _dicts(_get(raw, "spec", "taints"))),
+        allocatable=resource_list(_get(raw, "status", "allocatable")),
     )
+
+
+def resource_list(value: Any) -> Dict[str, int]:
+    """A ResourceList (requests, allocatable, overhead) as the scheduler's integers (sources/quantity.py)."""
+    from cpumodel.sources.quantity import amount
+
+    return {str(k): amount(str(k), v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 @parser("KubeVirt")

@@ -203,6 +203,7 @@ def add_why_not(subparsers, parents) -> None:
                    help="Find the VM in whichever namespace holds it (an error if several do)")
     p.add_argument("--exit-code", action="store_true",
                    help="Exit 0 if the VM can migrate (to NODE, or to some node), 3 if it cannot")
+    add_no_capacity(p)
 
 
 def add_set(subparsers, parents) -> None:
@@ -237,6 +238,13 @@ def add_drain_check(subparsers, parents) -> None:
     p.add_argument("--all", action="store_true", help="Check every VM-capable node, each drained alone")
     add_selector(p, "the nodes to check with --all")
     p.add_argument("--exit-code", action="store_true", help="Exit 3 if any VM would block the drain")
+    add_no_capacity(p)
+
+
+def add_no_capacity(p) -> None:
+    p.add_argument("--no-capacity", action="store_true",
+                   help="Do not count room on the target nodes (allocatable minus the requests of their pods), "
+                        "which needs a list of the pods of every namespace")
 
 
 def add_audit(subparsers, parents) -> None:
@@ -248,6 +256,7 @@ def add_audit(subparsers, parents) -> None:
     add_selector(p, "the VMs to audit")
     p.add_argument("--exit-code", action="store_true",
                    help="Exit 3 if a VM has no target, is not live-migratable or carries sticky host-model constraints")
+    add_no_capacity(p)
 
 
 def build_parser(prog: str = "kubectl cpumodel", output=None) -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ only nodes do not pay for these classes at start-up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from cpumodel.objects import _dict, _dicts, _get, _str_map, parser
 
@@ -131,6 +131,7 @@ class Pod:
     tolerations: Tuple[Toleration, ...]
     conditions: Tuple[Condition, ...]
     owner_uids: Tuple[str, ...]
+    requests: Tuple[Tuple[str, int], ...] = ()  # what the scheduler counts for it (pod_requests)
 
     def condition(self, ctype: str) -> Optional[Condition]:
         return condition(self.conditions, ctype)
@@ -369,7 +370,65 @@ def parse_pod(raw: dict) -> Pod:
         tolerations=_tolerations(spec.get("tolerations")),
         conditions=_conditions(_get(raw, "status", "conditions")),
         owner_uids=tuple(str(o.get("uid", "")) for o in _dicts(meta.get("ownerReferences"))),
+        requests=pod_requests(spec),
     )
+
+
+TERMINATED_PHASES = ("Succeeded", "Failed")
+POD_LEVEL_RESOURCES = ("cpu", "memory")  # and hugepages-*: component-helpers IsSupportedPodLevelResource
+
+
+def _add(total: Dict[str, int], more: Mapping[str, int]) -> None:
+    for key, value in more.items():
+        total[key] = total.get(key, 0) + value
+
+
+def _at_least(total: Dict[str, int], other: Mapping[str, int]) -> None:
+    for key, value in other.items():
+        if value > total.get(key, 0):
+            total[key] = value
+
+
+def pod_requests(spec: Mapping[str, Any]) -> Tuple[Tuple[str, int], ...]:
+    """What kube-scheduler counts a pod as requesting (k8s.io/component-helpers resource.PodRequests, v0.37):
+    the sum of its containers and sidecars (init containers with restartPolicy Always), at least the largest
+    need of any init container while it runs (itself plus the sidecars started before it), pod-level
+    requests (spec.resources) in place of the containers' for cpu, memory and hugepages, plus spec.overhead."""
+    from cpumodel.objects import resource_list
+
+    def requests(container: Dict[str, Any]) -> Dict[str, int]:
+        return resource_list(_get(container, "resources", "requests"))
+
+    total: Dict[str, int] = {}
+    for container in _dicts(spec.get("containers")):
+        _add(total, requests(container))
+    sidecars: Dict[str, int] = {}
+    init: Dict[str, int] = {}
+    for container in _dicts(spec.get("initContainers")):
+        need = requests(container)
+        if container.get("restartPolicy") == "Always":
+            _add(total, need)
+            _add(sidecars, need)
+            need = dict(sidecars)
+        else:
+            _add(need, sidecars)
+        _at_least(init, need)
+    _at_least(total, init)
+    for key, value in resource_list(_get(spec, "resources", "requests")).items():
+        if key in POD_LEVEL_RESOURCES or key.startswith("hugepages-"):
+            total[key] = value
+    _add(total, resource_list(spec.get("overhead")))
+    return tuple(sorted((k, v) for k, v in total.items() if v))
+
+
+def pod_usage(raw: Any) -> Optional[Tuple[str, Tuple[Tuple[str, int], ...]]]:
+    """(node, requests) of a pod the scheduler counts on its node: bound (spec.nodeName) and not terminated
+    (its informer lists pods with status.phase!=Succeeded,status.phase!=Failed); None for any other pod."""
+    spec = _dict(raw.get("spec")) if isinstance(raw, dict) else {}
+    node = spec.get("nodeName")
+    if not node or _get(raw, "status", "phase") in TERMINATED_PHASES:
+        return None
+    return str(node), pod_requests(spec)
 
 
 @parser("VirtualMachineInstanceMigration")

@@ -64,8 +64,17 @@ def node_labels(name: str, cpu: NodeCpu, extra: Optional[Dict[str, str]] = None)
     return dict(sorted(labels.items()))
 
 
+NODE_ALLOCATABLE = {"cpu": "32", "memory": "130000Mi", "pods": "110", "ephemeral-storage": "400Gi",
+                    "devices.kubevirt.io/kvm": "1k", "devices.kubevirt.io/tun": "1k", "devices.kubevirt.io/vhost-net": "1k"}
+# What virt-controller renders for a 2-vCPU, 2 GiB VM: 100m per vCPU at the default cpuAllocationRatio (10), the
+# guest memory plus its overhead (services/renderresources.go), and the KVM, tun and vhost-net devices.
+LAUNCHER_REQUESTS = {"cpu": "200m", "memory": "2386Mi", "devices.kubevirt.io/kvm": "1",
+                     "devices.kubevirt.io/tun": "1", "devices.kubevirt.io/vhost-net": "1"}
+
+
 def node(name: str, labels: Dict[str, str], ready: bool = True, unschedulable: bool = False,
-         taints: Optional[List[dict]] = None, status: Optional[dict] = None) -> dict:
+         taints: Optional[List[dict]] = None, status: Optional[dict] = None,
+         allocatable: Optional[Dict[str, str]] = None) -> dict:
     """A Node as kubectl get -o yaml shows it (the Python client rejects nodes without full nodeInfo)."""
     obj = {
         "apiVersion": "v1", "kind": "Node",
@@ -76,6 +85,7 @@ def node(name: str, labels: Dict[str, str], ready: bool = True, unschedulable: b
             "conditions": [{"type": "Ready", "status": "True" if ready else "False",
                             "reason": "KubeletReady" if ready else "KubeletNotReady",
                             "message": "kubelet is posting ready status" if ready else "PLEG is not healthy"}],
+            "allocatable": dict(allocatable or NODE_ALLOCATABLE), "capacity": dict(allocatable or NODE_ALLOCATABLE),
             "nodeInfo": node_info(name)},
     }
     if unschedulable:
@@ -204,7 +214,7 @@ def vmi_of(vm_obj: dict, node_name: str, kubevirt_default: Optional[str] = None,
 
 
 def launcher(vmi_obj: dict, node_selector: Optional[Dict[str, str]] = None, created: str = "2026-11-20T10:00:00Z",
-             suffix: str = "abcde") -> dict:
+             suffix: str = "abcde", requests: Optional[Dict[str, str]] = None) -> dict:
     """The VMI's virt-launcher pod: the selector KubeVirt renders at start (kubevirt-rules §2.1), plus `node_selector`
     (e.g. keys inherited from earlier migrations)."""
     name = vmi_obj["metadata"]["name"]
@@ -223,7 +233,10 @@ def launcher(vmi_obj: dict, node_selector: Optional[Dict[str, str]] = None, crea
                         "ownerReferences": [{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
                                              "name": name, "uid": vmi_obj["metadata"]["uid"], "controller": True}]},
            "spec": {"nodeName": vmi_obj["status"]["nodeName"], "nodeSelector": dict(sorted(selector.items())),
-                    "containers": [{"name": "compute", "image": LAUNCHER_IMAGE}],
+                    "containers": [{"name": "compute", "image": LAUNCHER_IMAGE,
+                                    "resources": {"requests": dict(requests or LAUNCHER_REQUESTS),
+                                                  "limits": {k: v for k, v in (requests or LAUNCHER_REQUESTS).items()
+                                                             if k.startswith("devices.")}}}],
                     "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
                                      "tolerationSeconds": 300}]},
            "status": {"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True"}]}}
@@ -259,3 +272,22 @@ def event(name: str, involved_name: str, involved_kind: str, reason: str, messag
 def namespace(name: str) -> dict:
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": name, "uid": "uid-ns-" + name, "creationTimestamp": CREATED}}
+
+
+def workload_pod(name: str, node_name: Optional[str], requests: Dict[str, str], ns: str = "default",
+                 phase: str = "Running", init_containers: Iterable[dict] = (), overhead: Optional[Dict[str, str]] = None,
+                 created: str = "2026-11-20T10:00:00Z") -> dict:
+    """Any other pod bound to a node (a database, a daemon), with one container requesting `requests`."""
+    spec: dict = {"containers": [{"name": "main", "image": "registry.example.com/app:1",
+                                  "resources": {"requests": dict(requests)}}]}
+    if node_name:
+        spec["nodeName"] = node_name
+    if init_containers:
+        spec["initContainers"] = [dict(c, image=c.get("image", "registry.example.com/init:1"))
+                                  for c in init_containers]
+    if overhead:
+        spec["overhead"] = dict(overhead)
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "uid": "uid-pod-%s-%s" % (ns, name), "creationTimestamp": created,
+                         "labels": {"app": name}},
+            "spec": spec, "status": {"phase": phase}}

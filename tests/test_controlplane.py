@@ -255,6 +255,32 @@ def test_drain_scenario_live_equals_offline(real, args):
     assert real.json(args) == offline_json(real.snapshot(), args)
 
 
+@pytest.mark.parametrize("args", [["drain-check", "a-1"], ["drain-check", "--all"], ["audit", "-A"],
+                                  ["why-not", "vm/huge"]],
+                         ids=lambda a: " ".join(a))
+def test_capacity_live_equals_offline(real, args, tmp_path):
+    """Room on the targets, from node status and pods the real server holds (pods bound by spec.nodeName, phases
+    set through /status): the same answer as offline, on the server's objects and on the original files."""
+    import yaml
+
+    from test_capacity import capacity_cluster
+
+    real.load(capacity_cluster(), reuse=True)
+    live = real.json(args)
+    assert live == offline_json(real.snapshot(), args)
+    original = tmp_path / "original.yaml"
+    original.write_text(yaml.safe_dump_all(capacity_cluster()))
+    assert live == offline_json(str(original), args)
+    assert live["capacity"]["checked"]
+    selectors = sorted(e["requestURI"].split("fieldSelector=")[1].split("&")[0] for e in real.requests()
+                       if e["objectRef"].get("resource") == "pods" and "fieldSelector=" in e["requestURI"])
+    counted = "status.phase%21%3DSucceeded%2Cstatus.phase%21%3DFailed"
+    if args[1] in ("a-1", "vm/huge"):  # the two candidates' pods, the terminated ones filtered by the server
+        assert selectors == ["spec.nodeName%3Da-2%2C" + counted, "spec.nodeName%3Da-3%2C" + counted]
+    else:
+        assert selectors == [counted]
+
+
 def instancetype_scenario():
     from test_instancetypes import cluster_instancetype, preference
 
@@ -403,7 +429,13 @@ def test_rbac_a_namespace_admin_audits_their_namespace(dev):
     cluster-wide right it lacks."""
     dev.grant([READ_NODES, READ_KUBEVIRT, READ_PLATFORM])
     dev.grant([READ_VMS, READ_PODS, READ_EVENTS], namespace="default")
-    assert dev.json(["audit"], env=dev.dev_env) == dev.json(["audit"])
+    proc = dev.run(["audit", "-o", "json"], env=dev.dev_env)
+    assert proc.returncode == 0, proc.stderr
+    mine, full = json.loads(proc.stdout), dev.json(["audit"])
+    # room on the nodes needs the pods of every namespace: without that right the answer says so and stands
+    assert "pods of every namespace (room on the target nodes) not read (forbidden" in proc.stderr
+    assert mine.pop("capacity")["checked"] is False and full.pop("capacity")["checked"] is True
+    assert mine == full
     err = one_error(dev.run(["audit", "-A"], env=dev.dev_env))
     assert "forbidden" in err and "at cluster scope" in err
 

@@ -52,7 +52,7 @@ def test_results_are_frozen_and_typed():
 
 def test_categories_report_in_contract_order():
     order = [c.value for c in Category]
-    assert order[:3] == ["not-running", "not-migratable", "source-node"] and order[-1] == "not-ready"
+    assert order[:3] == ["not-running", "not-migratable", "source-node"] and order[-2:] == ["not-ready", "capacity"]
     assert sorted(Category, key=lambda c: c.rank) == list(Category)
 
 

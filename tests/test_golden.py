@@ -35,18 +35,39 @@ SCENARIOS = {
     "audit": ["audit", "-A"],
     "audit-wide": ["audit", "-A", "-o", "wide"],
 }
+# On the capacity snapshot of test_capacity.py: VMs that fit by CPU, some without room.
+CAPACITY_SCENARIOS = {
+    "drain-check-capacity": ["drain-check", "a-1", "--exit-code"],
+    "drain-check-capacity-all": ["drain-check", "--all"],
+    "audit-capacity-wide": ["audit", "-A", "-o", "wide"],
+    "why-not-capacity": ["why-not", "vm/huge"],
+}
 
 
-def rendered(args):
-    proc = run_cli(args + ["-f", DEMO], offline=True)
+@pytest.fixture(scope="module")
+def capacity_snapshot(tmp_path_factory):
+    import yaml
+
+    from test_capacity import capacity_cluster
+
+    path = tmp_path_factory.mktemp("capacity") / "cluster.yaml"
+    path.write_text(yaml.safe_dump_all(capacity_cluster()))
+    return str(path)
+
+
+def rendered(args, source=DEMO):
+    proc = run_cli(args + ["-f", source], offline=True)
     return "$ kubectl cpumodel %s\n# exit %d\n# stdout\n%s# stderr\n%s" % (
         " ".join(args), proc.returncode, proc.stdout, proc.stderr)
 
 
-@pytest.mark.parametrize("name", sorted(SCENARIOS))
+@pytest.mark.parametrize("name", sorted(SCENARIOS) + sorted(CAPACITY_SCENARIOS))
 def test_table_output_matches_the_golden_file(name, request):
     path = os.path.join(GOLDEN, name + ".txt")
-    text = rendered(SCENARIOS[name])
+    if name in CAPACITY_SCENARIOS:
+        text = rendered(CAPACITY_SCENARIOS[name], request.getfixturevalue("capacity_snapshot"))
+    else:
+        text = rendered(SCENARIOS[name])
     if request.config.getoption("--update-golden"):
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -55,4 +76,4 @@ def test_table_output_matches_the_golden_file(name, request):
 
 
 def test_every_golden_file_has_a_scenario():
-    assert sorted(f[:-4] for f in os.listdir(GOLDEN)) == sorted(SCENARIOS)
+    assert sorted(f[:-4] for f in os.listdir(GOLDEN)) == sorted(list(SCENARIOS) + list(CAPACITY_SCENARIOS))

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from cpumodel import objects
-from cpumodel.commands.context import (Common, Environment, Problems, checked_selector, common_options, emit,
-                                       kubevirt_as_observed, note_skipped, note_uncollected, open_source)
+from cpumodel.commands.context import (NO_CAPACITY, Common, Environment, Problems, capacity_room, checked_selector,
+                                       common_options, emit, kubevirt_as_observed, note_skipped, note_uncollected,
+                                       open_source)
 from cpumodel.core.audit import audit_cluster
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.highest_common import analyse_common
@@ -26,6 +27,7 @@ class Options:
     all_namespaces: bool
     selector: Optional[str]
     exit_code: bool
+    capacity: bool
 
 
 def options(args: argparse.Namespace) -> Options:
@@ -35,7 +37,7 @@ def options(args: argparse.Namespace) -> Options:
     if args.all_namespaces and args.namespace:
         problems.add("use -n NAMESPACE or -A, not both")
     problems.raise_any()
-    return Options(common, args.all_namespaces, selector, args.exit_code)
+    return Options(common, args.all_namespaces, selector, args.exit_code, not args.no_capacity)
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:
@@ -59,11 +61,15 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     node_set = split_nodes(nodes, engine.cpu)  # one CPU view per node, shared with the engine
     wanted = [(t, vm.namespace) for vm in vms
               for t in terms_of(vm, vmis.get((vm.namespace, vm.name)))]
+    room, capacity = None, NO_CAPACITY
+    if o.capacity and any(v.running for v in vmis.values()):  # room matters to running VMs only
+        room, capacity = capacity_room(env, reader, engine, None, uncollected)
     result = audit_cluster(catalog, engine, node_set, analyse_common(catalog, node_set, kubevirt), vms, vmis, pods,
-                           reader.cpu_profiles(vms), reader.pods_for(wanted))
+                           reader.cpu_profiles(vms), reader.pods_for(wanted), room)
     if not vms and o.common.fmt not in ("json", "yaml"):
         env.warn("no VirtualMachines found%s" % (" in namespace %s" % namespace if namespace else ""))
     note_skipped(env, reader)
-    emit(env, o.common, lambda: to_document(result, uncollected, reader.cluster_config().platform), lambda style: render_table(result, style),
+    emit(env, o.common, lambda: to_document(result, uncollected, reader.cluster_config().platform, capacity),
+         lambda style: render_table(result, style),
          lambda: names("virtualmachine.kubevirt.io", ["%s" % v.vm for v in result.vms if v.risks]))
     return ExitCode.BLOCKED if o.exit_code and result.blocking else ExitCode.OK

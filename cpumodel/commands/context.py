@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, TextIO, Tuple, TypeVar
+from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple, TypeVar
 
 from cpumodel.errors import UsageError
 from cpumodel.objects import VM_KIND_NAMES, VMI_KIND_NAMES
@@ -98,6 +98,38 @@ def note_skipped(env: "Environment", reader) -> None:
     """Say which optional reads RBAC refused (events, past migrations, pods of other namespaces)."""
     for note in reader.skipped:
         env.warn(note)
+
+
+NO_CAPACITY = {"checked": False, "podsRead": None, "nodesWithoutAllocatable": [], "uncollectedNamespaces": []}
+
+
+def capacity_room(env: "Environment", reader, engine, nodes, uncollected: Sequence[str]):
+    """Free room on `nodes` (the nodes asked about; None: every node) from the pods the scheduler counts there,
+    and what the answer's `capacity` block says of it; no room (None) when the pods could not be read."""
+    from cpumodel.core.capacity import Room
+
+    usage, info = node_usage(env, reader, engine.by_name, nodes, uncollected)
+    return (Room(engine.index, usage), info) if usage is not None else (None, info)
+
+
+def node_usage(env: "Environment", reader, by_name, nodes, uncollected: Sequence[str]):
+    """What the pods counted on `nodes` (None: every node) take, saying what limits the answer."""
+    from cpumodel.output.render import brief_list
+
+    usage, how = reader.node_usage(nodes)
+    asked = sorted(nodes) if nodes is not None else sorted(by_name)
+    blind = [n for n in asked if not by_name[n].allocatable]
+    info = {"checked": usage is not None, "podsRead": how if usage is not None else None,
+            "nodesWithoutAllocatable": blind, "uncollectedNamespaces": list(uncollected)}
+    if usage is None:
+        return None, info
+    if blind:
+        env.warn("room not counted on %d node%s that report no status.allocatable (%s)"
+                 % (len(blind), "" if len(blind) == 1 else "s", brief_list(blind, 3)))
+    if uncollected:
+        env.warn("room on the nodes counts the pods the support bundle holds: pods of namespaces %s are not in it, "
+                 "so nodes may have less room than shown" % ", ".join(uncollected))
+    return usage, info
 
 
 def kubevirt_as_observed(env: "Environment", kubevirt, pods, nodes):

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from cpumodel import objects
-from cpumodel.commands.context import (Common, Environment, Problems, checked_names, checked_selector, common_options,
-                                       emit, kubevirt_as_observed, note_skipped, note_uncollected, open_source)
+from cpumodel.commands.context import (NO_CAPACITY, Common, Environment, Problems, capacity_room, checked_names,
+                                       checked_selector, common_options, emit, kubevirt_as_observed, note_skipped,
+                                       note_uncollected, open_source)
 from cpumodel.core.api_selectors import matches, parse_selector
 from cpumodel.core.catalog import Catalog, cluster_obsolete_models
 from cpumodel.core.drain import MAINTAIN_MODE_LABEL, DrainPlanner, RunningVm
@@ -28,6 +29,7 @@ class Options:
     every_node: bool
     selector: Optional[str]
     exit_code: bool
+    capacity: bool
 
 
 def options(args: argparse.Namespace) -> Options:
@@ -42,7 +44,8 @@ def options(args: argparse.Namespace) -> Options:
         problems.add("-l selects the nodes for --all; name the nodes otherwise")
     checked_names(args.nodes, "node", problems)
     problems.raise_any()
-    return Options(common, tuple(dict.fromkeys(args.nodes)), args.all, selector, args.exit_code)
+    return Options(common, tuple(dict.fromkeys(args.nodes)), args.all, selector, args.exit_code,
+                   not args.no_capacity)
 
 
 def running_vms(vmis: List[objects.VirtualMachineInstance], pods: List[objects.Pod],
@@ -76,19 +79,27 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     wanted = [(t, vm.vmi.namespace) for vm in vms for t in vm.vmi.pod_terms]
     planner = DrainPlanner(Catalog.load(), engine, cluster_obsolete_models(kubevirt),
                            reader.pods_for(wanted))
+    room, capacity = None, NO_CAPACITY
     if o.nodes:
-        result = planner.check(o.nodes, vms)
+        if o.capacity:
+            room, capacity = capacity_room(env, reader, engine, planner.needed(o.nodes, vms), uncollected)
+        result = planner.check(o.nodes, vms, room)
         note_skipped(env, reader)
-        emit(env, o.common, lambda: to_document(result, uncollected), lambda style: render_table(result, style),
+        emit(env, o.common, lambda: to_document(result, uncollected, capacity),
+             lambda style: render_table(result, style),
              lambda: names("node", accepting(result)))
         blocked = bool(result.blocked)
     else:
         on_node: Dict[str, List[RunningVm]] = {}
         for vm in vms:
             on_node.setdefault(vm.vmi.node_name or "", []).append(vm)
-        steps = [planner.check((node,), on_node.get(node, [])) for node in drain_order(engine, o.selector)]
+        order = drain_order(engine, o.selector)
+        if o.capacity:
+            room, capacity = capacity_room(env, reader, engine, None, uncollected)
+        steps = [planner.check((node,), on_node.get(node, []), room) for node in order]
         note_skipped(env, reader)
-        emit(env, o.common, lambda: steps_document(steps, uncollected), lambda style: render_all(steps, style),
+        emit(env, o.common, lambda: steps_document(steps, uncollected, capacity),
+             lambda style: render_all(steps, style),
              lambda: names("node", [s.drained[0] for s in steps if not s.blocked]))
         blocked = any(s.blocked for s in steps)
     return ExitCode.BLOCKED if o.exit_code and blocked else ExitCode.OK

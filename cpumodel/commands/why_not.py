@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from cpumodel import objects
-from cpumodel.commands.context import (Common, Environment, Problems, checked_names, common_options, emit,
-                                       kubevirt_as_observed, note_skipped, open_source, parse_vm_reference)
+from cpumodel.commands.context import (NO_CAPACITY, Common, Environment, Problems, checked_names, common_options, emit,
+                                       kubevirt_as_observed, node_usage, note_skipped, open_source, parse_vm_reference)
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.migration import VmState, current_launcher
 from cpumodel.core.pod_affinity import NearbyPods, placements, terms_of
-from cpumodel.core.why_not import MigrationAttempt, explain
+from cpumodel.core.why_not import MigrationAttempt, explain, with_room
 from cpumodel.errors import ExitCode, NotFound
 from cpumodel.output.render import names
 from cpumodel.output.why_not_report import accepting_nodes, render_table, to_document
@@ -30,6 +30,7 @@ class Options:
     node: Optional[str]
     exit_code: bool
     all_namespaces: bool = False
+    capacity: bool = True
 
 
 def options(args: argparse.Namespace) -> Options:
@@ -41,7 +42,7 @@ def options(args: argparse.Namespace) -> Options:
         problems.add("use -n NAMESPACE or -A, not both")
     problems.raise_any()
     kind, name = ref  # type: ignore[misc]
-    return Options(common, kind, name, args.node, args.exit_code, args.all_namespaces)
+    return Options(common, kind, name, args.node, args.exit_code, args.all_namespaces, not args.no_capacity)
 
 
 def _resolve(reader: ClusterReader, kind: str, name: str, all_namespaces: bool):
@@ -100,7 +101,14 @@ def run(args: argparse.Namespace, env: Environment) -> int:
                                                      {n.name: n for n in nodes})) if terms else ()
     state = VmState(o.name, namespace, vm, vmi, pod, profile, nearby)
     result = explain(Catalog.load(), state, nodes, kubevirt, o.node, attempts, events)
+    capacity = NO_CAPACITY
+    fits = [v.node for v in result.verdicts if v.migratable]
+    if o.capacity and pod is not None and fits:  # room on the nodes the labels accept (kubevirt-rules §10)
+        used, capacity = node_usage(env, reader, {n.name: n for n in nodes}, fits,
+                                    reader.source.uncollected_namespaces())
+        if used is not None:
+            result = with_room(result, nodes, used, pod.requests)
     note_skipped(env, reader)
-    emit(env, o.common, lambda: to_document(result), lambda style: render_table(result, style),
+    emit(env, o.common, lambda: to_document(result, capacity), lambda style: render_table(result, style),
          lambda: names("node", accepting_nodes(result)))
     return ExitCode.BLOCKED if o.exit_code and not result.migratable else ExitCode.OK

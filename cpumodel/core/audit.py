@@ -7,13 +7,15 @@ target pod (a stopped VM: its launcher pod) would be accepted on, from the migra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from cpumodel.core import labels as L
+from cpumodel.core.capacity import PODS, Room, gap_fix, show
 from cpumodel.core.catalog import Catalog, cluster_obsolete_models
 from cpumodel.core.highest_common import CommonResult
 from cpumodel.core.launcher_pod import migrated_before, start_cpu_model, start_vmi
 from cpumodel.core.migration import MigrationEngine, Situation, VmState, current_launcher, live_migratable
+from cpumodel.core.node_index import popcount
 from cpumodel.core.nodes import NodeSet
 from cpumodel.core.pod_affinity import NearbyPods, Placement, placements, terms_of
 from cpumodel.objects import HOST_MODEL, HOST_PASSTHROUGH, CpuProfile, Pod, VirtualMachine, VirtualMachineInstance
@@ -103,8 +105,10 @@ def hostname_pinned(vm: VirtualMachine) -> bool:
 
 
 class Auditor:
-    def __init__(self, catalog: Catalog, engine: MigrationEngine, node_set: NodeSet, common: CommonResult):
-        self.catalog, self.engine, self.common = catalog, engine, common
+    def __init__(self, catalog: Catalog, engine: MigrationEngine, node_set: NodeSet, common: CommonResult,
+                 room: Optional[Room] = None):
+        """`room`: the nodes' free room (capacity.py), for the no-room risk; None leaves it out."""
+        self.catalog, self.engine, self.common, self.room = catalog, engine, common, room
         self.capable = [engine.by_name[n.name] for n in node_set.capable]
         cpus = [n.cpu for n in node_set.capable]
         self.host_models = sorted({c.host_model for c in cpus if c.host_model})
@@ -117,14 +121,29 @@ class Auditor:
         self._lacking_by_model: Dict[str, List[str]] = {}
 
 
-    def reach(self, s: Situation) -> Tuple[int, Tuple[str, ...]]:
-        """How many VM-capable nodes take the VM (its source excluded), and their names when few."""
+    def reach(self, s: Situation) -> Tuple[int, Tuple[str, ...], FrozenSet[str]]:
+        """How many VM-capable nodes take the VM (its source excluded), their names when few, and the nodes."""
         if s.running and not live_migratable(s.vmi):  # type: ignore[arg-type]
-            return 0, ()
+            return 0, (), frozenset()
         pool = self.engine.fitting_among(s, self.capable_names)
         count = len(pool) - (s.source_node in pool)
         names = tuple(sorted(pool - {s.source_node})) if count <= REACH_NAMED else ()
-        return count, names
+        return count, names, pool
+
+    def room_risk(self, s: Situation, launcher: Optional[Pod], pool: FrozenSet[str]) -> List[Risk]:
+        """no-room: CPU-compatible targets, none with room for the target pod (the launcher's requests)."""
+        if self.room is None or launcher is None or not s.running:
+            return []
+        index = self.engine.index
+        targets = index.of(pool) & ~index.of(frozenset((s.source_node,)))
+        if not targets or self.room.without_room(launcher.requests, targets) != targets:
+            return []
+        shortfalls = self.room.shortfalls(launcher.requests, targets)
+        return [Risk("no-room", "none of its %d CPU-compatible targets has room for its target pod (%s); %s" % (
+            popcount(targets), "; ".join("%s requested, at most %s free, on %s" % (
+                show(x.resource, x.need), show(x.resource, x.best_free), x.best_node) if x.resource != PODS
+                else "%d full of pods" % x.nodes for x in shortfalls),
+            gap_fix(self.room.closest(launcher.requests, targets))))]
 
     def audit(self, vm: VirtualMachine, vmi: Optional[VirtualMachineInstance], pods: Sequence[Pod],
               profile: Optional[CpuProfile] = None, nearby: Tuple[Placement, ...] = ()) -> VmAudit:
@@ -133,9 +152,9 @@ class Auditor:
         s = self.engine.situation(VmState(vm.name, vm.namespace, vm, vmi if running else None, launcher,
                                           profile, nearby))
         cpu = cpu_choice(vm, self.cluster_default, profile)
-        reach, reachable = self.reach(s)
+        reach, reachable, pool = self.reach(s)
         sticky = running and s.vmi.cpu_model == HOST_MODEL and migrated_before(launcher)  # type: ignore[union-attr]
-        risks = self.risks(vm, s, cpu, reach, reachable, sticky, profile)
+        risks = self.risks(vm, s, cpu, reach, reachable, sticky, profile) + tuple(self.room_risk(s, launcher, pool))
         # A VM's own model would conflict with its instancetype's (KubeVirt rejects it): no per-VM fix then.
         fix = self.common.recommended if self.common.recommended and any(r.code in CPU_RISKS for r in risks) \
             and cpu.model != self.common.recommended and cpu.origin != "instancetype" else None
@@ -227,9 +246,9 @@ def audit_cluster(catalog: Catalog, engine: MigrationEngine, node_set: NodeSet, 
                   vms: Sequence[VirtualMachine], vmis: Dict[Tuple[str, str], VirtualMachineInstance],
                   pods: Dict[str, List[Pod]],
                   profiles: Optional[Dict[Tuple[str, str], CpuProfile]] = None,
-                  nearby_pods: Sequence[Pod] = ()) -> AuditResult:
-    """`nearby_pods`: the pods the VMs' pod (anti-)affinity terms look at."""
-    auditor = Auditor(catalog, engine, node_set, common)
+                  nearby_pods: Sequence[Pod] = (), room: Optional[Room] = None) -> AuditResult:
+    """`nearby_pods`: the pods the VMs' pod (anti-)affinity terms look at; `room`: the nodes' free room."""
+    auditor = Auditor(catalog, engine, node_set, common, room)
     index = NearbyPods(nearby_pods, engine.by_name)
     results = []
     for vm in sorted(vms, key=lambda v: (v.namespace, v.name)):

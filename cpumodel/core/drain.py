@@ -7,13 +7,14 @@ it down otherwise; `None` shuts down; `External` leaves it to another controller
 the VM label `harvesterhci.io/maintain-mode-strategy` decides maintenance mode: its `Shutdown*`
 values shut the VM down whatever the eviction strategy. A migrating VM needs a node that accepts
 its target pod: the migration engine answers that, node by node, for the candidate nodes (not
-drained, VM-capable, not cordoned, Ready).
+drained, VM-capable, not cordoned, Ready); then room on them (capacity.py): the drain's VMs are placed
+one after another, and one that fits nowhere blocks the drain (kubevirt-rules §10).
 """
 from __future__ import annotations
 
 import enum
-import heapq
 from dataclasses import dataclass, replace
+from itertools import islice
 from typing import Dict, FrozenSet, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from cpumodel.core import labels as L
@@ -21,7 +22,9 @@ from cpumodel.core.catalog import Catalog
 from cpumodel.core.launcher_pod import Demand
 from cpumodel.core.migration import (ORIGIN_POD_AFFINITY, MigrationEngine, Situation, VmState, failure_key, failure_origin,
                                      libvirt_check, live_migratable, needs_cpu_fix, vm_reasons)
-from cpumodel.core.node_index import positions
+from cpumodel.core.capacity import (Placement, Request, Room, cpu_of, gap_fix, memory_of,
+                                     shortfall_message)
+from cpumodel.core.node_index import NodeIndex, popcount, positions
 from cpumodel.core.nodes import split_nodes
 from cpumodel.core.pod_affinity import NearbyPods, placements, violations
 from cpumodel.core.reasons import Category, Reason
@@ -72,21 +75,23 @@ class Fix:
 
 @dataclass(frozen=True)
 class Targets:
-    """The nodes a VM would migrate to: a pool shared by every VM with the same demand, minus the drained nodes.
+    """The nodes a VM would migrate to, as a bitset over the engine's node index (node_index.py).
 
-    Sharing the pool keeps a cluster-wide check at thousands of VMs x thousands of nodes cheap;
-    names are listed only when shown.
+    A mask costs a few hundred bytes whatever the cluster, and names are made only when shown.
     """
 
-    pool: FrozenSet[str] = frozenset()
-    drained: FrozenSet[str] = frozenset()
+    index: Optional[NodeIndex] = None
+    mask: int = 0
 
     def __len__(self) -> int:
-        return len(self.pool) - len(self.pool & self.drained)
+        return popcount(self.mask)
 
     def names(self, limit: int = 0) -> Tuple[str, ...]:
-        wanted = (n for n in self.pool if n not in self.drained)
-        return tuple(heapq.nsmallest(limit, wanted) if limit else sorted(wanted))
+        """In name order (the index's order); the first `limit` when it is set."""
+        if self.index is None:
+            return ()
+        found = positions(self.mask)
+        return tuple(self.index.nodes[i].name for i in (islice(found, limit) if limit else found))
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,9 @@ class VmDrain:
     reasons: Tuple[BlockingKey, ...]
     warnings: Tuple[DrainWarning, ...]
     suggestion: Optional[str]  # the model that would unblock it
+    requests: Optional[Request] = None  # its target pod's (the current launcher's); None: not known
+    placed_on: Optional[str] = None  # where capacity placement put it
+    room_fix: Optional[str] = None  # how much room is missing where, when room is all that blocks it
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,7 @@ class DrainResult:
     eligible: FrozenSet[str]  # nodes that can take VMs at all; the candidates are these minus the drained
     vms: Tuple[VmDrain, ...]
     fix: Optional[Fix]
+    capacity: bool = False  # whether room on the targets was counted
 
     @property
     def candidates(self) -> Tuple[str, ...]:
@@ -173,26 +182,68 @@ class DrainPlanner:
             return frozenset()
         return self.engine.fitting_among(s, self.eligible)
 
-    def check(self, drained: Sequence[str], running: Sequence[RunningVm]) -> DrainResult:
+    def needed(self, drained: Sequence[str], running: Sequence[RunningVm]) -> FrozenSet[str]:
+        """The nodes whose room a drain of `drained` asks about: every target the labels allow some VM."""
         gone = frozenset(drained)
+        found: set = set()
+        for vm in running:
+            found |= self.pool(self.engine.situation(self._state(vm)))
+        return frozenset(found - gone)
+
+    def _state(self, vm: RunningVm) -> VmState:
+        nearby = placements(vm.vmi.pod_terms, vm.vmi.namespace, self.nearby) if vm.vmi.pod_terms else ()
+        return VmState(vm.vmi.name, vm.vmi.namespace, None, vm.vmi, vm.launcher, None, nearby)
+
+    def check(self, drained: Sequence[str], running: Sequence[RunningVm], room: Optional[Room] = None) -> DrainResult:
+        """`room`: the nodes' free room (capacity.py); None leaves room out of the answer."""
+        gone = frozenset(drained)
+        index = self.engine.index
+        away = index.of(gone)
         candidates = len(self.eligible - gone)
-        results, blocked_states = [], []
+        results, blocked_states, seen = [], [], {}
         for vm in sorted(running, key=lambda r: (r.vmi.namespace, r.vmi.name)):
-            nearby = placements(vm.vmi.pod_terms, vm.vmi.namespace, self.nearby) if vm.vmi.pod_terms else ()
-            state = VmState(vm.vmi.name, vm.vmi.namespace, None, vm.vmi, vm.launcher, None, nearby)
+            state = self._state(vm)
             s = self.engine.situation(state)
-            targets = Targets(self.pool(s), gone)
+            seen[(vm.vmi.namespace, vm.vmi.name)] = vm, s
+            targets = Targets(index, index.of(self.pool(s)) & ~away)
             strategy = eviction_strategy(vm.vmi, self.engine.kubevirt)
-            action = decide(strategy, vm.maintain_mode, live_migratable(vm.vmi), bool(len(targets)))
+            action = decide(strategy, vm.maintain_mode, live_migratable(vm.vmi), bool(targets.mask))
             reasons = self.blocking_keys(s, gone, candidates) if action is Action.BLOCKED else ()
             if action is Action.BLOCKED and needs_cpu_fix([Reason(k.category, k.key, k.message) for k in reasons]):
                 blocked_states.append((state, s))
-            warnings = self.warnings(s, vm, targets) if action is Action.MIGRATE else ()
             results.append(VmDrain(vm.vmi.name, vm.vmi.namespace, vm.vmi.node_name or "", strategy, vm.maintain_mode,
-                                   action, targets, reasons, warnings, None))
+                                   action, targets, reasons, (), None,
+                                   vm.launcher.requests if vm.launcher is not None else None))
+        if room is not None:
+            results = self.place(results, room)
+        results = [replace(r, warnings=self.warnings(seen[(r.namespace, r.vm)][1], seen[(r.namespace, r.vm)][0],
+                                                     r.targets)) if r.action is Action.MIGRATE else r for r in results]
         fix, per_vm = self.best_fix(blocked_states, gone)
         results = [replace(r, suggestion=per_vm.get((r.namespace, r.vm))) for r in results]
-        return DrainResult(tuple(drained), self.eligible, tuple(results), fix)
+        return DrainResult(tuple(drained), self.eligible, tuple(results), fix, room is not None)
+
+    def place(self, results: List[VmDrain], room: Room) -> List[VmDrain]:
+        """The migrating VMs placed one after another, largest memory request first, each on the target with the
+        most free memory (contract "drain-check capacity"); a VM no target has room for blocks the drain as the
+        scheduler leaves its target pod Pending. A VM whose requests are not known keeps its targets."""
+        placement = Placement(room)
+        order = sorted((i for i, r in enumerate(results) if r.action is Action.MIGRATE and r.requests is not None),
+                       key=lambda i: (-memory_of(results[i].requests), -cpu_of(results[i].requests),  # type: ignore
+                                      results[i].namespace, results[i].vm))
+        for i in order:
+            r = results[i]
+            node, fitting = placement.place(r.requests, r.targets.mask)  # type: ignore[arg-type]
+            if node is not None:
+                results[i] = replace(r, targets=Targets(r.targets.index, fitting), placed_on=node)
+                continue
+            shortfalls = placement.shortfalls(r.requests, r.targets.mask)  # type: ignore[arg-type]
+            count = len(r.targets)
+            reasons = tuple(BlockingKey(Category.CAPACITY, s.resource, shortfall_message(s, count), s.nodes)
+                            for s in shortfalls)
+            action = decide(r.eviction_strategy, r.maintain_mode_strategy, True, False)
+            results[i] = replace(r, action=action, targets=Targets(r.targets.index, 0), reasons=reasons,
+                                 room_fix=gap_fix(placement.closest(r.requests, r.targets.mask)))  # type: ignore
+        return results
 
     def blocking_keys(self, s: Situation, gone: FrozenSet[str], candidates: int) -> Tuple[BlockingKey, ...]:
         """Each reason once, with the number of candidates it blocks; those that block every candidate first."""
@@ -229,7 +280,7 @@ class DrainPlanner:
         """What the labels allow but libvirt or QEMU is known to refuse (never changes the action)."""
         source = self.engine.by_name.get(s.source_node or "")
         key = (s.constraints.demand, self.engine.cpu(source).features if source else None, vm.vmi.cpu_model,
-               vm.vmi.threads, targets.pool, targets.drained)
+               vm.vmi.threads, targets.mask)
         found = self._warned.get(key)
         if found is None:
             found = self._warned[key] = self._cpu_warnings(s, vm, source, targets)
@@ -240,9 +291,9 @@ class DrainPlanner:
         return found
 
     def _targets(self, targets: Targets) -> Iterator[Node]:
-        """The targets in name order (the engine's order), the drained nodes left out."""
+        """The targets in name order (the engine's order)."""
         index = self.engine.index
-        for i in positions(index.of(targets.pool) & ~index.of(targets.drained)):
+        for i in positions(targets.mask):
             yield index.nodes[i]
 
     def _cpu_warnings(self, s: Situation, vm: RunningVm, source, targets: Targets) -> Tuple[DrainWarning, ...]:

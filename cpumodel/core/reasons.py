@@ -28,6 +28,7 @@ class Category(str, enum.Enum):
     CORDONED = "cordoned"
     TAINT = "taint"
     NOT_READY = "not-ready"
+    CAPACITY = "capacity"
 
     @property
     def rank(self) -> int:

@@ -1,13 +1,15 @@
 """`why-not` as a pure analysis: the engine's verdicts for one VM, and the CPU model that fixes them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from dataclasses import dataclass, replace
+from typing import Mapping, Optional, Sequence, Tuple
 
+from cpumodel.core.capacity import PODS, Request, lacking_on, show
 from cpumodel.core.catalog import Catalog, cluster_obsolete_models
 from cpumodel.core.highest_common import analyse_common
 from cpumodel.core.migration import MigrationEngine, NodeVerdict, Situation, VmState, needs_cpu_fix, suggest_model
 from cpumodel.core.nodes import split_nodes
+from cpumodel.core.reasons import Category, Reason
 from cpumodel.objects import Event, KubeVirtConfig, Node, Pod
 
 
@@ -70,6 +72,23 @@ def suggest(catalog: Catalog, state: VmState, s: Situation, source: Optional[Nod
                     "change the instancetype, stop the VM, remove spec.instancetype.revisionName so that KubeVirt "
                     "takes a new snapshot, and start it" % (profile.instancetype, profile.revision))
     return Suggestion(best, command, "%s is usable on %s%s; %s" % (best, where, everywhere, when))
+
+
+def with_room(result: WhyNotResult, nodes: Sequence[Node], used: Mapping[str, Tuple[Mapping[str, int], int]],
+              request: Request) -> WhyNotResult:
+    """The verdicts with room on each node the labels accept (kubevirt-rules §10): a node without room for the
+    target pod (the running launcher's requests) does not take the VM."""
+    by_name = {n.name: n for n in nodes}
+    verdicts = []
+    for v in result.verdicts:
+        lacking = lacking_on(by_name[v.node], used, request) if v.migratable else []
+        if lacking:
+            reasons = tuple(Reason(Category.CAPACITY, resource, "%s has %s free; the target pod requests %s" % (
+                v.node, show(resource, free), show(resource, need)) if resource != PODS else
+                "%s holds as many pods as it allows" % v.node) for resource, need, free in lacking)
+            v = replace(v, migratable=False, reasons=v.reasons + reasons, warnings=())
+        verdicts.append(v)
+    return replace(result, verdicts=tuple(verdicts))
 
 
 def explain(catalog: Catalog, state: VmState, nodes: Sequence[Node], kubevirt: Optional[KubeVirtConfig],

@@ -1,7 +1,7 @@
 """`audit` output: the document of docs/json-contract.md and the table, from an AuditResult."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from cpumodel.core.audit import REACH_NAMED, AuditResult, VmAudit
 from cpumodel.output.render import TableStyle, brief_list, plural, report, section, table
@@ -21,8 +21,8 @@ def vm_doc(v: VmAudit) -> Dict[str, Any]:
     return doc
 
 
-def to_document(result: AuditResult, uncollected: Sequence[str] = (), platform: Optional[str] = None
-                ) -> Dict[str, Any]:
+def to_document(result: AuditResult, uncollected: Sequence[str] = (), platform: Optional[str] = None,
+                capacity: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     vms = [vm_doc(v) for v in result.vms]
     for doc in vms:
         doc["vmCapableNodes"] = result.capable
@@ -32,7 +32,8 @@ def to_document(result: AuditResult, uncollected: Sequence[str] = (), platform: 
         "summary": {"vms": len(result.vms), "atRisk": result.at_risk, "byRisk": result.by_risk},
         "recommended": result.recommended,
         "fixes": [{"command": f.command, "vms": list(f.vms)} for f in result.fixes],
-        "uncollectedNamespaces": list(uncollected)})
+        "uncollectedNamespaces": list(uncollected),
+        "capacity": dict(capacity or {"checked": False})})
 
 
 def _cpu(v: VmAudit) -> str:

@@ -1,8 +1,9 @@
 """`drain-check` output: documents (docs/json-contract.md) and tables from DrainResult values."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from cpumodel.core.capacity import Request
 from cpumodel.core.drain import Action, DrainResult, Fix, VmDrain
 from cpumodel.output.render import LazyList, TableStyle, brief_list, plural, report, section, table
 
@@ -25,13 +26,23 @@ def vm_doc(v: VmDrain, limit: int = 0) -> Dict[str, Any]:
             "warnings": [{"code": w.code, "message": w.message} for w in v.warnings],
             "suggestion": {"model": v.suggestion, "command": "kubectl cpumodel set vm/%s %s -n %s --restart"
                                                              % (v.vm, v.suggestion, v.namespace)}
-            if v.suggestion else None}
+            if v.suggestion else None,
+            "requests": requests_doc(v.requests), "placedOn": v.placed_on, "roomFix": v.room_fix}
 
 
-def to_document(result: DrainResult, uncollected: Sequence[str] = ()) -> Dict[str, Any]:
+def requests_doc(requests: Optional[Request]) -> Optional[Dict[str, str]]:
+    """A target pod's requests as Kubernetes quantities (cpu in millicores), or None when not known."""
+    if requests is None:
+        return None
+    return {resource: "%dm" % value if resource == "cpu" else str(value) for resource, value in requests}
+
+
+def to_document(result: DrainResult, uncollected: Sequence[str] = (),
+                capacity: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     return report("DrainCheckReport", {"drainedNodes": list(result.drained), "candidateNodes": list(result.candidates),
                                        "vms": [vm_doc(v) for v in result.vms], "summary": result.summary,
-                                       "fix": _fix_doc(result.fix), "uncollectedNamespaces": list(uncollected)})
+                                       "fix": _fix_doc(result.fix), "uncollectedNamespaces": list(uncollected),
+                                       "capacity": dict(capacity or {"checked": result.capacity})})
 
 
 def _step_doc(s: DrainResult) -> Dict[str, Any]:
@@ -39,14 +50,16 @@ def _step_doc(s: DrainResult) -> Dict[str, Any]:
             "fix": _fix_doc(s.fix)}
 
 
-def steps_document(steps: Sequence[DrainResult], uncollected: Sequence[str] = ()) -> Dict[str, Any]:
+def steps_document(steps: Sequence[DrainResult], uncollected: Sequence[str] = (),
+                   capacity: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     total = {k: sum(s.summary[k] for s in steps) for k in (a.value for a in Action)}
     return report("DrainCheckAllReport", {
         "steps": LazyList(steps, _step_doc),
         "summary": total,
         "undrainableNodes": [{"node": s.drained[0], "blockedVms": ["%s/%s" % (v.namespace, v.vm) for v in s.blocked]}
                              for s in steps if s.blocked],
-        "uncollectedNamespaces": list(uncollected)})
+        "uncollectedNamespaces": list(uncollected),
+        "capacity": dict(capacity or {"checked": any(s.capacity for s in steps)})})
 
 
 def accepting(result: DrainResult) -> List[str]:
@@ -99,6 +112,9 @@ def render_table(result: DrainResult, style: TableStyle) -> str:
     warnings = ["  %s/%s: %s\n" % (v.namespace, v.vm, w.message) for v in result.vms for w in v.warnings]
     if warnings:
         out.append(section("\nWarnings (the labels allow it; libvirt or QEMU may not):", "".join(warnings)))
+    room = ["  %s/%s: %s\n" % (v.namespace, v.vm, v.room_fix) for v in result.blocked if v.room_fix]
+    if room:
+        out.append(section("\nRoom (the CPU allows a target, its free room does not):", "".join(room)))
     out.append(_fix_text(result.fix))
     return "".join(out)
 
@@ -116,6 +132,8 @@ def render_all(steps: Sequence[DrainResult], style: TableStyle) -> str:
     for step in stuck:
         for v in step.blocked:
             out.append("  %s: %s/%s — %s\n" % (step.drained[0], v.namespace, v.vm, _blocker(v)))
+            if v.room_fix:
+                out.append("    fix: %s\n" % v.room_fix)
         for command in step.fix.commands if step.fix else ():
             out.append("    fix: %s\n" % command)
     return "".join(out)

@@ -1,7 +1,7 @@
 """`why-not` output: the JSON document of docs/json-contract.md and the two tables, from a WhyNotResult."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from cpumodel.core.launcher_pod import PodConstraints
 from cpumodel.core.migration import NodeVerdict
@@ -42,7 +42,7 @@ def _context_doc(result: WhyNotResult) -> Dict[str, Any]:
                        for e in result.events]}
 
 
-def to_document(result: WhyNotResult) -> Dict[str, Any]:
+def to_document(result: WhyNotResult, capacity: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     kind = "WhyNotReport" if result.target is not None else "WhyNotNodesReport"
     doc: Dict[str, Any] = report(kind, {"vm": result.vm, "namespace": result.namespace,
                                         "sourceNode": result.situation.source_node})
@@ -55,6 +55,7 @@ def to_document(result: WhyNotResult) -> Dict[str, Any]:
                                "warnings": list(v.warnings)} for v in result.verdicts],
                     "suggestion": suggestion_doc(result.suggestion)})
     doc.update(_context_doc(result))
+    doc["capacity"] = dict(capacity or {"checked": False})
     return doc
 
 

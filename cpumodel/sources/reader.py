@@ -1,7 +1,7 @@
 """Typed reads over any Source: the gather step of every command."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Collection, Dict, List, Optional, Tuple, TypeVar
 
 from cpumodel import objects
 from cpumodel.core.platform import HARVESTER_CHART, ClusterConfig, detect_platform, owned_config
@@ -10,6 +10,11 @@ from cpumodel.sources import resources as r
 from cpumodel.sources.base import Source
 
 LAUNCHER_UIDS_PER_REQUEST = 100  # keeps a label selector of VMI uids well inside URL limits
+PER_NODE_POD_LISTS = 8  # room on at most this many nodes is read node by node, else in one cluster-wide list
+# The pods kube-scheduler counts on a node: its informer's field selector (pkg/scheduler/scheduler.go).
+COUNTED_PODS = "status.phase!=Succeeded,status.phase!=Failed"
+
+Usage = Dict[str, Tuple[Dict[str, int], int]]  # node -> (summed requests, pod count)
 
 
 def _meta(obj: Any) -> Dict[str, Any]:
@@ -243,6 +248,38 @@ class ClusterReader:
                 pod = objects.parse_pod(raw)
                 seen.setdefault(pod.uid or "%s/%s" % (pod.namespace, pod.name), pod)
         return list(seen.values())
+
+    def node_usage(self, nodes: Optional[Collection[str]] = None) -> Tuple[Optional[Usage], str]:
+        """What the pods the scheduler counts take on each node (their requests and number), and how it was read:
+        node by node (spec.nodeName) when `nodes` are few, else one paged list of every namespace; each pod is
+        reduced to its node and requests as its page arrives. None when RBAC refuses the pods (said as a
+        warning): the answer is then given without room."""
+        used: Dict[str, List[Any]] = {}
+
+        def count(raw: Any) -> None:
+            found = objects.pod_usage(raw)
+            if found is not None:
+                node, requests = found
+                entry = used.get(node)
+                if entry is None:
+                    entry = used[node] = [{}, 0]
+                entry[1] += 1
+                for resource, value in requests:
+                    entry[0][resource] = entry[0].get(resource, 0) + value
+
+        per_node = nodes is not None and len(nodes) <= PER_NODE_POD_LISTS
+
+        def read() -> bool:
+            for selector in (["spec.nodeName=%s,%s" % (n, COUNTED_PODS) for n in sorted(nodes or ())] if per_node
+                             else [COUNTED_PODS]):
+                self.source.list(r.PODS, None, field_selector=selector, keep=count)
+            return True
+
+        how = "the pods of %d node%s" % (len(nodes or ()), "" if len(nodes or ()) == 1 else "s") if per_node \
+            else "the pods of every node"
+        if not self.optional("pods of every namespace (room on the target nodes)", read, False):
+            return None, how
+        return {node: (entry[0], entry[1]) for node, entry in used.items()}, how
 
     def vm_labels(self, key: str) -> Dict[Tuple[str, str], str]:
         """(namespace, name) -> value of one label, for the VMs in any namespace that carry it."""
