@@ -120,6 +120,8 @@ def _api_candidates(kind: str, args: argparse.Namespace, env: Mapping[str, str])
 def _positional_kinds(command: str, positionals: List[str], cluster: bool) -> List[str]:
     if command in ("diff", "drain-check"):
         return ["nodes"]
+    if command == "watch-drain":
+        return ["nodes"] if not positionals else []
     if command == "why-not":
         return ["vms"] if not positionals else (["nodes"] if len(positionals) == 1 else [])
     if command == "set":

@@ -19,7 +19,8 @@ from cpumodel.errors import UsageError
 #: subcommand -> module implementing run(args, env), imported only when the command runs
 COMMANDS = {"diff": "cpumodel.commands.diff", "common": "cpumodel.commands.common",
             "why-not": "cpumodel.commands.why_not", "set": "cpumodel.commands.set_model",
-            "drain-check": "cpumodel.commands.drain_check", "audit": "cpumodel.commands.audit"}
+            "drain-check": "cpumodel.commands.drain_check", "audit": "cpumodel.commands.audit",
+            "watch-drain": "cpumodel.commands.watch_drain"}
 GLOBAL_DEFAULTS = {"kubeconfig": None, "context": None, "namespace": None, "request_timeout": "0",
                    "filename": None, "output": "table", "v": 0, "no_headers": False, "max_input_size": "1Gi",
                    "kube_cluster": None, "user": None, "server": None, "token": None, "certificate_authority": None,
@@ -40,6 +41,7 @@ an explicit model safely."""
 EPILOG = """examples:
   kubectl cpumodel drain-check node-a
   kubectl cpumodel audit -A
+  kubectl cpumodel watch-drain node-a
   kubectl cpumodel common
   kubectl cpumodel diff node-a node-b
   kubectl cpumodel why-not vm/web-1 node-b -n prod
@@ -259,6 +261,21 @@ def add_audit(subparsers, parents) -> None:
     add_no_capacity(p)
 
 
+def add_watch_drain(subparsers, parents) -> None:
+    p = subparsers.add_parser("watch-drain", parents=parents, help="During a drain: what every VM waits for, live",
+                              description="Follows the evacuation of NODE as it happens (list, then watch): for "
+                                          "every VM on it, one line each time its state changes -- waiting, "
+                                          "migrating, target-pending (with the scheduler's reason and the labels "
+                                          "behind it), target-on-source, retrying, stalled, moved, stopped, or "
+                                          "stuck (no progress for --stuck-after, with the fix). Ends when NODE has "
+                                          "no VMs left (exit 0); with --timeout, exit 3 when VMs remain then.")
+    p.add_argument("node", metavar="NODE", help="The node being drained")
+    p.add_argument("--timeout", metavar="DURATION", help="Give up after this long (exit 3 if VMs remain), e.g. 30m")
+    p.add_argument("--stuck-after", metavar="DURATION", default="2m",
+                   help="Call a VM stuck after this long without progress (default 2m); a running migration whose "
+                        "status does not change for half of it is stalled")
+
+
 def build_parser(prog: str = "kubectl cpumodel", output=None) -> argparse.ArgumentParser:
     parents = [global_flags()]
     parser = Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG, parents=parents, allow_abbrev=False,
@@ -266,7 +283,7 @@ def build_parser(prog: str = "kubectl cpumodel", output=None) -> argparse.Argume
     parser.add_argument("--version", action="version", version="kubectl-cpumodel %s" % __version__)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
                                        parser_class=lambda **kw: Parser(output=output, allow_abbrev=False, **kw))
-    for add in (add_diff, add_common, add_why_not, add_set, add_drain_check, add_audit):
+    for add in (add_diff, add_common, add_why_not, add_set, add_drain_check, add_audit, add_watch_drain):
         add(subparsers, parents)
     return parser
 

@@ -90,6 +90,8 @@ class VirtualMachineInstance:
     hyperv: Tuple[str, ...] = ()
     hyperv_disabled: Tuple[str, ...] = ()  # enlightenments the spec turns off explicitly (`enabled: false`)
     pod_terms: Tuple[PodAffinityTerm, ...] = ()
+    evacuation_node: Optional[str] = None  # status.evacuationNodeName: evicted from this node, to be migrated
+    migration_progress: str = ""  # status.migrationState as it stands (what watch-drain sees advance)
 
     @property
     def running(self) -> bool:
@@ -146,6 +148,8 @@ class Migration:
     phase: str
     created: str
     target_node: Optional[str]
+    progress: str = ""  # status.migrationState and the phase transitions, as they stand
+    failure: str = ""  # why it failed, when it says (its Failed condition or migrationState.failureReason)
 
 
 @dataclass(frozen=True)
@@ -320,7 +324,16 @@ def parse_vmi(raw: dict) -> VirtualMachineInstance:
         hyperv=_hyperv(spec),
         hyperv_disabled=_hyperv(spec, enabled=False),
         pod_terms=_pod_terms(spec.get("affinity")),
+        evacuation_node=status.get("evacuationNodeName") or None,
+        migration_progress=_fingerprint(status.get("migrationState")),
     )
+
+
+def _fingerprint(value: Any) -> str:
+    """A status part as a stable string: equal when nothing in it changed."""
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str) if value else ""
 
 
 _SELECTOR_OPS = {"In": "%s in (%s)", "NotIn": "%s notin (%s)", "Exists": "%s", "DoesNotExist": "!%s"}
@@ -442,6 +455,11 @@ def parse_migration(raw: dict) -> Migration:
         phase=str(_get(raw, "status", "phase") or "Pending"),
         created=str(meta.get("creationTimestamp") or ""),
         target_node=_get(raw, "status", "migrationState", "targetNode") or None,
+        progress=_fingerprint([_get(raw, "status", "migrationState"), _get(raw, "status", "phaseTransitionTimestamps")]
+                              if _get(raw, "status") else None),
+        failure=str(_get(raw, "status", "migrationState", "failureReason") or next(
+            (c.get("message") or c.get("reason") for c in _dicts(_get(raw, "status", "conditions"))
+             if c.get("type") == "Failed" and c.get("status") == "True"), "") or ""),
     )
 
 

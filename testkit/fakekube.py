@@ -16,6 +16,7 @@ import gzip
 import itertools
 import json
 import re
+import socket
 import sys
 import threading
 import time
@@ -134,6 +135,13 @@ def json_patch(doc: Any, ops: Any) -> Any:
     return doc
 
 
+class Stream:
+    """A response written as it is produced: a watch."""
+
+    def __init__(self, lines):
+        self.lines = lines
+
+
 class Raw(bytes):
     """An already-encoded JSON response body."""
 
@@ -173,11 +181,20 @@ class FakeKube:
         self.cache_responses = False
         self._responses: Dict[tuple, tuple] = {}
         self.on_patch = None  # hook(obj) run before a patch is applied: tests simulate a concurrent writer
+        # Watches: every stored change, in order, as kube-apiserver's watch cache keeps them; `compact()` forgets
+        # them (a watch from an older resourceVersion then meets 410 Gone), `drop_watches()` breaks running ones.
+        self.changes: List[Tuple[int, str, tuple, dict, Optional[dict]]] = []
+        self.oldest_rv = 0
+        self.changed = threading.Condition(self.lock)
+        self.watch_epoch = 0
+        self.bookmark_interval = 1.0
+        self.max_watch_seconds: Optional[float] = None  # end watches sooner than asked (as a proxy might)
         # Serve under a path, as Rancher's proxy serves a downstream (e.g. Harvester) cluster at /k8s/clusters/<id>.
         self.path_prefix = ""
         for obj in objects or []:
             if obj["apiVersion"].rpartition("/")[0] not in without_groups:
                 self.add(obj)
+        self.compact()  # the watch cache starts now, as a server's starts when it does
 
     # ---- state ------------------------------------------------------------------
     def add(self, obj: dict, copy_object: bool = True) -> dict:
@@ -191,9 +208,44 @@ class FakeKube:
         namespaced = self.resources[(g, v, plural)][1]
         ns = meta.setdefault("namespace", "default") if namespaced else ""
         with self.lock:
-            self.store[(g, v, plural, ns, meta["name"])] = obj
-            self._writes += 1
+            self._store((g, v, plural, ns, meta["name"]), obj)
         return obj
+
+    def _store(self, key: tuple, obj: Optional[dict]) -> None:
+        """Store (or with None, delete) one object, and record the change for watches."""
+        with self.lock:
+            old = self.store.get(key)
+            if obj is None:
+                gone = copy.deepcopy(old)
+                gone["metadata"]["resourceVersion"] = self._next_rv()
+                del self.store[key]
+                self.changes.append((int(gone["metadata"]["resourceVersion"]), "DELETED", key, gone, old))
+            else:
+                self.store[key] = obj
+                self.changes.append((int(obj["metadata"]["resourceVersion"]), "MODIFIED" if old else "ADDED", key,
+                                     obj, old))
+            self._writes += 1
+            self.changed.notify_all()
+
+    def delete(self, group: str, plural: str, namespace: str, name: str) -> None:
+        with self.lock:
+            key = next((k for k in self.store if (k[0], k[2], k[3], k[4]) == (group, plural, namespace, name)), None)
+            if key is None:
+                raise KeyError(name)
+            self._store(key, None)
+
+    def compact(self) -> None:
+        """Forget the changes so far, as etcd compaction and a full watch cache do: a watch from an earlier
+        resourceVersion meets 410 Gone."""
+        with self.lock:
+            self.changes = []
+            self.oldest_rv = self.last_rv
+
+    def drop_watches(self) -> None:
+        """Break the connection of every running watch."""
+        with self.lock:
+            self.watch_epoch += 1
+            self.changed.notify_all()
 
     def _next_rv(self) -> str:
         self.last_rv = next(self.rv)
@@ -272,14 +324,26 @@ class FakeKube:
             raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
         kind, namespaced, _ = self.resources[key]
         if name is None:
+            if method == "POST":
+                return 201, self._create(key, kind, namespaced, ns, body), {}
             if method != "GET":
                 raise ApiStatus(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            if query.get("watch") in ("1", "true"):
+                return 200, self._watch(key, kind, namespaced, ns, query), {}
             return 200, self._list(key, kind, namespaced, ns, query, headers), {}
         ns = (ns or "") if namespaced else ""
         if method == "GET":
             return 200, self._get(key, ns, name), {}
         if method == "PATCH":
             return 200, self._patch(key, ns, name, query, headers, body, sub), {}
+        if method == "DELETE" and not sub:
+            with self.lock:
+                found = self.store.get(key + (ns, name))
+                if found is None:
+                    raise self._not_found(key, name)
+                self._store(key + (ns, name), None)
+            return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success",
+                         "details": {"name": name, "kind": key[2], "uid": found["metadata"].get("uid")}}, {}
         raise ApiStatus(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
     @staticmethod
@@ -414,8 +478,12 @@ class FakeKube:
             if self.on_patch:
                 hook, self.on_patch = self.on_patch, None
                 hook(current)
-                current["metadata"]["resourceVersion"] = self._next_rv()
-                self._writes += 1
+                stored = self.store.get(key + (ns, name))
+                if stored is current:  # changed in place: a new version of it
+                    current["metadata"]["resourceVersion"] = self._next_rv()
+                    self._store(key + (ns, name), current)
+                else:  # replaced (add): already a new version
+                    current = stored
             try:
                 patch = json.loads(body or b"null")
             except ValueError as exc:
@@ -447,9 +515,96 @@ class FakeKube:
                     updated["status"] = copy.deepcopy(kept["status"])
             updated["metadata"]["resourceVersion"] = self._next_rv()
             if query.get("dryRun") != "All":
-                self.store[key + (ns, name)] = updated
-                self._writes += 1
+                self._store(key + (ns, name), updated)
             return copy.deepcopy(updated)
+
+    def _create(self, key, kind: str, namespaced: bool, ns: Optional[str], body: bytes) -> dict:
+        """POST: as kube-apiserver, the server sets uid, resourceVersion and creationTimestamp; where a status
+        subresource exists, the status sent is dropped (a pod starts Pending)."""
+        try:
+            obj = json.loads(body or b"null")
+        except ValueError as exc:
+            raise ApiStatus(400, "BadRequest", "error decoding: %s" % exc)
+        if not isinstance(obj, dict) or not (obj.get("metadata") or {}).get("name"):
+            raise ApiStatus(422, "Invalid", "%s is invalid: metadata.name: Required value" % kind)
+        meta = obj["metadata"]
+        ns = (meta.get("namespace") or ns or "default") if namespaced else ""
+        if namespaced:
+            meta["namespace"] = ns
+        with self.lock:
+            if key + (ns, meta["name"]) in self.store:
+                what = "%s.%s" % (key[2], key[0]) if key[0] else key[2]
+                raise ApiStatus(409, "AlreadyExists", '%s "%s" already exists' % (what, meta["name"]))
+            meta["uid"] = "uid-created-%d" % (self.last_rv + 1)
+            meta["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            meta["resourceVersion"] = self._next_rv()
+            if key[2] in STATUS_SUBRESOURCE:
+                obj.pop("status", None)
+                if key[2] == "pods":
+                    obj["status"] = {"phase": "Pending"}
+            self._store(key + (ns, meta["name"]), obj)
+            return copy.deepcopy(obj)
+
+    def _watch(self, key, kind: str, namespaced: bool, ns: Optional[str], query: Dict[str, str]) -> "Stream":
+        """A watch as kube-apiserver's watch cache serves it: the changes after resourceVersion (410 Gone as an ERROR
+        event when they are forgotten), an object that stops matching the selectors as DELETED and one that starts
+        as ADDED, bookmarks when allowed, the end at timeoutSeconds."""
+        labels = _label_selector(query["labelSelector"]) if query.get("labelSelector") else []
+        fields = _field_selector(query["fieldSelector"], key[0], key[2]) if query.get("fieldSelector") else []
+        since = int(query.get("resourceVersion") or 0)
+        seconds = min(float(query.get("timeoutSeconds") or 1800), self.max_watch_seconds or float("inf"))
+        bookmarks = query.get("allowWatchBookmarks") == "true"
+        api_version = "%s/%s" % (key[0], key[1]) if key[0] else key[1]
+
+        def wanted(obj: Optional[dict]) -> bool:
+            if obj is None:
+                return False
+            meta = obj.get("metadata") or {}
+            return (not namespaced or ns is None or meta.get("namespace") == ns) \
+                and matches(labels, meta.get("labels") or {}) and fields_match(fields, obj)
+
+        def line(kind_: str, obj: dict) -> bytes:
+            return json.dumps({"type": kind_, "object": obj}).encode() + b"\n"
+
+        def events():
+            end = time.monotonic() + seconds
+            with self.lock:
+                epoch = self.watch_epoch
+                if since and since < self.oldest_rv:
+                    yield line("ERROR", {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410,
+                                         "reason": "Expired", "message": "too old resource version: %d (%d)"
+                                                                         % (since, self.oldest_rv)})
+                    return
+                position = len(self.changes) if not since else next(
+                    (i for i, change in enumerate(self.changes) if change[0] > since), len(self.changes))
+            mark = time.monotonic() + self.bookmark_interval
+            while time.monotonic() < end:
+                with self.lock:
+                    if self.watch_epoch != epoch:
+                        raise ConnectionAbortedError("watch dropped")
+                    pending = self.changes[position:]
+                    position = len(self.changes)
+                    if not pending:
+                        self.changed.wait(min(0.2, max(0.0, end - time.monotonic())))
+                for rv, change, where, new, old in pending:
+                    if where[:3] != key:
+                        continue
+                    now_in, was_in = wanted(new), wanted(old)
+                    if change == "DELETED":
+                        if was_in:
+                            yield line("DELETED", new)
+                    elif now_in:
+                        yield line("MODIFIED" if was_in else "ADDED", new)
+                    elif was_in:  # stopped matching: DELETED, with the previous content at the new version
+                        previous = copy.deepcopy(old)
+                        previous["metadata"]["resourceVersion"] = str(rv)
+                        yield line("DELETED", previous)
+                if bookmarks and time.monotonic() >= mark:
+                    mark = time.monotonic() + self.bookmark_interval
+                    yield line("BOOKMARK", {"kind": kind, "apiVersion": api_version,
+                                            "metadata": {"resourceVersion": str(self.last_rv)}})
+
+        return Stream(events())
 
     def _restart(self, ns: str, plural: str, name: str) -> dict:
         if plural != "virtualmachines" or self.get_object("kubevirt.io", "virtualmachines", ns, name) is None:
@@ -483,6 +638,7 @@ class Handler(BaseHTTPRequestHandler):
         url = url._replace(path=url.path[len(prefix):])
         self.fake.requests.append({"method": self.command, "path": url.path, "query": query, "headers": headers,
                                    "header_lists": header_lists, "client_cn": client_cn,
+                                   "peer": self.client_address[1],
                                    "body": body.decode("utf-8", "replace")})
         cache_key = (self.command, self.path, headers.get("accept"), headers.get("accept-encoding"), self.fake._writes)
         if self.fake.cache_responses and self.command == "GET" and cache_key in self.fake._responses:
@@ -494,6 +650,8 @@ class Handler(BaseHTTPRequestHandler):
             status, payload, extra = err.code, err.body(), getattr(err, "headers", {})
         except Exception as exc:  # never drop the connection
             status, payload = 500, ApiStatus(500, "InternalError", "fake: %r" % exc).body()
+        if isinstance(payload, Stream):
+            return self._stream(payload)
         data = payload if isinstance(payload, Raw) else json.dumps(payload).encode()
         gzipped = self.fake.gzip_enabled and "gzip" in headers.get("accept-encoding", "") and len(data) > 128
         if gzipped:
@@ -523,6 +681,23 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(0.25)
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+    def _stream(self, stream: Stream) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for line in stream.lines:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except (ConnectionAbortedError, BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     do_GET = do_PATCH = do_PUT = do_POST = do_DELETE = _serve
 

@@ -49,7 +49,7 @@ def complete(kubectl, *words):
 
 def test_completion_through_kubectl(kubectl):
     words, directive = complete(kubectl, "")
-    assert words == ["audit", "common", "diff", "drain-check", "set", "why-not"] and directive == ":4"
+    assert words == ["audit", "common", "diff", "drain-check", "set", "watch-drain", "why-not"] and directive == ":4"
     words, _ = complete(kubectl, "why-not", "--exit")
     assert words == ["--exit-code"]
     words, _ = complete(kubectl, "common", "-o", "")

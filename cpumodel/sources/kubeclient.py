@@ -18,7 +18,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, TextIO, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, TextIO, Tuple
 
 from cpumodel.errors import Conflict, Forbidden, NotFound, SourceError
 from cpumodel.sources.kubeconfig import Access
@@ -42,6 +42,10 @@ class Call:
 
 class Transient(SourceError):
     """A connection reset or similar: worth another try when the request is safe to repeat."""
+
+
+class Unreachable(SourceError):
+    """The server could not be reached, or did not answer in time."""
 
 
 class ApiError(SourceError):
@@ -133,13 +137,13 @@ def connection_error(exc: BaseException, access: Access, timeout: Optional[float
         return Transient("the connection to %s broke: %s" % (server, text.splitlines()[0][:200] if text else
                                                               type(exc).__name__))
     if isinstance(exc, OSError) and exc.errno is not None:  # refused, no route, network down
-        return SourceError("cannot connect to %s: connection refused or unreachable" % server)
+        return Unreachable("cannot connect to %s: connection refused or unreachable" % server)
     return SourceError("cannot talk to %s: %s" % (server, text.splitlines()[0][:200] if text else type(exc).__name__))
 
 
 def timed_out(server: str, timeout: Optional[float]) -> SourceError:
     limit = "%gs" % timeout if timeout else "the default"
-    return SourceError("timed out after %s waiting for %s (raise --request-timeout)" % (limit, server))
+    return Unreachable("timed out after %s waiting for %s (raise --request-timeout)" % (limit, server))
 
 
 def auth_provider_configuration(config: Dict[str, Any], context: str):
@@ -290,15 +294,15 @@ class KubeClient:
 
     def list_items(self, call: Call, path: str, query: Sequence[Tuple[str, str]] = (),
                    accept: str = "application/json", keep: Optional[Callable[[Dict[str, Any]], Any]] = None,
-                   items_of: Callable[[Dict[str, Any]], List[Dict[str, Any]]] = lambda page: page.get("items") or []
-                   ) -> List[Any]:
+                   items_of: Callable[[Dict[str, Any]], List[Dict[str, Any]]] = lambda page: page.get("items") or [],
+                   info: Optional[Dict[str, Any]] = None) -> List[Any]:
         """Every item of a list, page by page (`keep` trims each page's items as it arrives).
 
         While one page is decoded, the next is already being fetched: its continue token is
         read from the head of the raw page (kube-apiserver writes `metadata` before `items`),
         so network and server time overlap with JSON decoding. An expired continue token
         (410 Gone) restarts the list from scratch, dropping what earlier pages gave, as
-        kubectl does.
+        kubectl does. `info` receives the list's resourceVersion (where a watch starts).
         """
         def fetch(token: str) -> _Background:
             q = list(query) + [("limit", str(PAGE_SIZE))] + ([("continue", token)] if token else [])
@@ -306,14 +310,15 @@ class KubeClient:
 
         for _ in range(MAX_LIST_RESTARTS + 1):
             try:
-                return self._collect_pages(fetch, keep, items_of, call.resource)
+                return self._collect_pages(fetch, keep, items_of, call.resource, info)
             except ApiError as exc:
                 if exc.status != 410:
                     raise
         raise SourceError("listing %s kept expiring (HTTP 410 Gone); try again" % call.resource)
 
     @staticmethod
-    def _collect_pages(fetch, keep, items_of, what: str = "objects") -> List[Any]:
+    def _collect_pages(fetch, keep, items_of, what: str = "objects", info: Optional[Dict[str, Any]] = None
+                       ) -> List[Any]:
         """A server (or a broken proxy) that repeats a continue token, or whose list outgrows by more than a page
         what its `remainingItemCount` announced, would page for ever: that ends in one clear error."""
         items: List[Any] = []
@@ -338,6 +343,8 @@ class KubeClient:
                 raise SourceError("the server answered a list request with %s, not a list object"
                                   % type(page).__name__)
             token = (page.get("metadata") or {}).get("continue") or ""
+            if info is not None and not seen:
+                info["resourceVersion"] = str((page.get("metadata") or {}).get("resourceVersion") or "")
             remaining = (page.get("metadata") or {}).get("remainingItemCount")
             page_items = items_of(page)
             if not isinstance(page_items, list):
@@ -361,6 +368,52 @@ class KubeClient:
                     pending = fetch(token)
             if not token:
                 return items
+
+
+    def watch(self, call: Call, path: str, query: Sequence[Tuple[str, str]], read_timeout: float
+              ) -> Iterator[Dict[str, Any]]:
+        """The events of a watch (`watch=1` in `query`), decoded line by line as they arrive; the connection is
+        given back for reuse when the server ends the watch cleanly (its timeoutSeconds), closed otherwise.
+        A connection that cannot be made or breaks raises WatchBroken (the caller reconnects); an HTTP error
+        raises as a request's would (410 Gone: the resourceVersion is too old, the caller lists again)."""
+        from http.client import HTTPException
+        from urllib.parse import urlencode
+
+        headers = [h for h in self._headers("application/json", None) if h[0] != "Accept-Encoding"]
+        started = time.monotonic()
+        self.requests += 1
+        try:
+            response, release = self._transport.stream("GET", path + "?" + urlencode(list(query)), headers,
+                                                       read_timeout)
+        except (OSError, HTTPException) as exc:
+            self._log("WATCH", path, query, "error", started)
+            error = connection_error(exc, self.access, read_timeout)
+            if isinstance(error, (Transient, Unreachable)):
+                raise WatchBroken(str(error))
+            raise error
+        self._log("WATCH", path, query, response.status, started)
+        clean = False
+        try:
+            if response.status != 200:
+                data = response.read()
+                clean = True
+                raise http_error(call, response.status, data, self.server)
+            while True:
+                line = response.readline()
+                if not line:
+                    clean = True
+                    return
+                if line.strip():
+                    yield _decode(line)
+        except (OSError, HTTPException) as exc:
+            raise WatchBroken("the watch of %s broke: %s" % (call.resource, str(exc).splitlines()[0][:200] if str(exc)
+                                                                 else type(exc).__name__))
+        finally:
+            release(clean)
+
+
+class WatchBroken(Transient):
+    """A watch connection that could not be made, broke, or went quiet past its read timeout: reconnect."""
 
 
 _CONTINUE = re.compile(rb'^\s*\{[^{]*?"metadata"\s*:\s*\{[^{}]*?"continue"\s*:\s*"([^"\\]*)"')

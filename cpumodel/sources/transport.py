@@ -12,7 +12,7 @@ import http.client
 import re
 import select
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import unquote, urlsplit
 
 from cpumodel.sources.kubeconfig import Access
@@ -220,20 +220,49 @@ class Transport:
         path = self.base_path + path_and_query
         return self.origin + path if self.proxy and not self.https else path
 
+    def _request(self, conn: http.client.HTTPConnection, method: str, path_and_query: str,
+                 headers: Sequence[Tuple[str, str]], body: Optional[bytes]) -> None:
+        conn.putrequest(method, self.target(path_and_query), skip_accept_encoding=True)
+        for name, value in headers:
+            conn.putheader(name, value.encode("utf-8"))  # as client-go sends them; latin-1 would fail
+        if self.proxy and not self.https:
+            for name, value in self.proxy_headers.items():
+                conn.putheader(name, value)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+
+    def stream(self, method: str, path_and_query: str, headers: Sequence[Tuple[str, str]], read_timeout: float
+               ) -> Tuple[http.client.HTTPResponse, Callable[[bool], None]]:
+        """A request whose response is read as it arrives (a watch): the response, and `release(clean)`, which
+        gives the connection back for reuse when the response ended cleanly, and closes it otherwise. Reads wait
+        up to `read_timeout` (a healthy watch is quiet between events, longer than a request timeout)."""
+        conn = self._take()
+        conn.timeout = read_timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(read_timeout)
+        try:
+            self._request(conn, method, path_and_query, headers, None)
+            response = conn.getresponse()
+        except BaseException:
+            conn.close()
+            raise
+
+        def release(clean: bool) -> None:
+            if clean and response.isclosed() and not response.will_close and conn.sock is not None:
+                conn.timeout = self.timeout
+                conn.sock.settimeout(self.timeout)
+                self._give_back(conn, response)
+            else:
+                conn.close()
+        return response, release
+
     def exchange(self, method: str, path_and_query: str, headers: Sequence[Tuple[str, str]],
                  body: Optional[bytes]) -> Tuple[int, bytes, Dict[str, str]]:
         """One request, its response read to the end: (status, raw body, headers)."""
         conn = self._take()
         try:
-            conn.putrequest(method, self.target(path_and_query), skip_accept_encoding=True)
-            for name, value in headers:
-                conn.putheader(name, value.encode("utf-8"))  # as client-go sends them; latin-1 would fail
-            if self.proxy and not self.https:
-                for name, value in self.proxy_headers.items():
-                    conn.putheader(name, value)
-            if body is not None:
-                conn.putheader("Content-Length", str(len(body)))
-            conn.endheaders(body)
+            self._request(conn, method, path_and_query, headers, body)
             response = conn.getresponse()
             data = response.read()
         except BaseException:
