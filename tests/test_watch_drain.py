@@ -279,7 +279,7 @@ def test_every_state_of_a_drain(drain):
 
 def test_a_target_pod_on_the_node_being_drained(drain):
     d = drain.driver
-    run = Running(drain.env(), "--timeout", "8s")
+    run = Running(drain.env(), "--timeout", "5s")
     run.expect("b", "waiting")
     d.evict("b")
     d.migration("mig-b1", "b", "Scheduled")

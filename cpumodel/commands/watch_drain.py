@@ -81,6 +81,23 @@ class Cluster:
         self.migrations: Dict[str, objects.Migration] = {}
         self.pods: Dict[str, objects.Pod] = {}
         self.events: Dict[Tuple[str, str], Deque[objects.Event]] = {}
+        self.names: Set[Tuple[str, str]] = set()  # (namespace, name) of the migrations and target pods kept
+
+    # ---- what is worth keeping (asked by the watches' threads while they list: membership tests only) ---------
+    def wants_migration(self, raw) -> bool:
+        meta = raw.get("metadata") if isinstance(raw, dict) else None
+        spec = raw.get("spec") if isinstance(raw, dict) else None
+        return isinstance(meta, dict) and isinstance(spec, dict) and self._mine(str(meta.get("namespace") or ""),
+                                                                              str(spec.get("vmiName") or ""))
+
+    def wants_pod(self, raw) -> bool:
+        labels = (raw.get("metadata") or {}).get("labels") if isinstance(raw, dict) else None
+        return isinstance(labels, dict) and labels.get("kubevirt.io/created-by") in self.uids
+
+    def wants_event(self, raw) -> bool:
+        about = (raw.get("involvedObject") or {}) if isinstance(raw, dict) else {}
+        return isinstance(about, dict) and (str(about.get("namespace") or ""), str(about.get("name") or "")) \
+            in self.names
 
     # ---- changes ---------------------------------------------------------------------------------------------
     def apply(self, source: str, kind: str, obj) -> None:
@@ -147,6 +164,7 @@ class Cluster:
             self.migrations.pop(m.uid, None)
         else:
             self.migrations[m.uid] = m
+            self.names.add((m.namespace, m.name))
 
     def _pods(self, kind: str, obj) -> None:
         pod = objects.parse_pod(obj)
@@ -154,13 +172,13 @@ class Cluster:
             self.pods.pop(pod.uid, None)
         else:
             self.pods[pod.uid] = pod
+            self.names.add((pod.namespace, pod.name))
 
     def _events(self, kind: str, obj) -> None:
         if kind == "DELETED":
             return
         event = objects.parse_event(obj)
-        names = {m.name for m in self.migrations.values()} | {p.name for p in self.pods.values()}
-        if event.name in names:
+        if (event.namespace, event.name) in self.names:
             kept = self.events.setdefault((event.namespace, event.name), deque(maxlen=EVENTS_KEPT))
             kept.append(event)
 
@@ -248,23 +266,28 @@ class Watcher:
     def reflectors(self, out: "queue.Queue"):
         client = self.reader.source.client  # type: ignore[attr-defined]
         node = self.o.node
+        cluster = self.cluster
         return [Reflector(client, "node", r.NODES, out, field_selector="metadata.name=%s" % node),
                 Reflector(client, "vmis", r.VMIS, out, label_selector="kubevirt.io/nodeName=%s" % node),
-                Reflector(client, "migrations", r.VMIMS, out),
-                Reflector(client, "pods", r.PODS, out, label_selector="%s,kubevirt.io/migrationJobUID" % LAUNCHER),
-                Reflector(client, "events", r.EVENTS, out, field_selector="type=Warning")]
+                Reflector(client, "migrations", r.VMIMS, out, wanted=cluster.wants_migration),
+                Reflector(client, "pods", r.PODS, out, label_selector="%s,kubevirt.io/migrationJobUID" % LAUNCHER,
+                          wanted=cluster.wants_pod),
+                Reflector(client, "events", r.EVENTS, out, field_selector="type=Warning", wanted=cluster.wants_event)]
 
     def run(self) -> int:
         out: "queue.Queue" = queue.Queue()
         watches = self.reflectors(out)
         started = time.monotonic()
         deadline = started + self.o.timeout if self.o.timeout else None
-        synced: Dict[str, object] = {}
+        synced: Set[str] = set()
         ending = "done"
+        waiting = list(watches)  # started in turn: what a watch keeps depends on what those before it listed
         try:
-            for w in watches:
-                w.start()
             while True:
+                if waiting and all(w.name in synced for w in watches if w not in waiting):
+                    waiting.pop(0).start()
+                    if waiting and waiting[0].name == "vmis":  # the node and its VMIs together
+                        waiting.pop(0).start()
                 now = time.monotonic()
                 wake = [now + TICK] + ([deadline] if deadline else [])
                 following = self.tracker.next_deadline(self.shown, now)
@@ -273,20 +296,13 @@ class Watcher:
                 changes = self._changes(out, max(0.01, min(wake) - now))
                 for change in changes:
                     if change.kind in ("lost", "back", "error"):
-                        if self._trouble(change):  # an optional watch refused: go on without it
-                            change = Change(change.source, "sync", [])
-                        else:
+                        if not self._trouble(change):  # True: an optional watch refused, go on without it
                             continue
-                    if len(synced) < len(watches):
-                        if change.kind != "sync":  # before every list is in, the lists are what counts
-                            continue
-                        synced[change.source] = change.obj
-                        if len(synced) == len(watches):  # apply in order: the VMIs decide what else is kept
-                            for w in watches:
-                                self.cluster.apply(w.name, "sync", synced[w.name])
-                    else:
-                        self.cluster.apply(change.source, change.kind, change.obj)
-                if len(synced) < len(watches):
+                        change = Change(change.source, "sync", [])
+                    if change.kind == "sync":
+                        synced.add(change.source)
+                    self.cluster.apply(change.source, change.kind, change.obj)
+                if waiting or len(synced) < len(watches):
                     if deadline and time.monotonic() >= deadline:
                         ending = "timeout"
                         break

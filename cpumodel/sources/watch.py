@@ -14,7 +14,7 @@ import queue
 import random
 import threading
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from cpumodel.errors import SourceError
 from cpumodel.sources.kubeclient import ApiError, Call, KubeClient, Transient, Unreachable, WatchBroken
@@ -39,8 +39,10 @@ class Change:
 class Reflector:
     def __init__(self, client: KubeClient, name: str, resource: Resource, out: "queue.Queue[Change]",
                  label_selector: Optional[str] = None, field_selector: Optional[str] = None,
-                 watch_seconds: Optional[int] = None):
+                 watch_seconds: Optional[int] = None, wanted: Optional[Callable[[Any], bool]] = None):
+        """`wanted`: which listed objects to keep (decided page by page, so a list of thousands never piles up)."""
         self.client, self.name, self.resource, self.out = client, name, resource, out
+        self.wanted = wanted
         self.filters: List[Tuple[str, str]] = []
         if label_selector:
             self.filters.append(("labelSelector", label_selector))
@@ -62,8 +64,11 @@ class Reflector:
 
     def _list(self) -> None:
         info: dict = {}
+        wanted = self.wanted
         items = self.client.list_items(Call("list", self.resource.full_name), self.resource.path(), self.filters,
-                                       info=info)
+                                       keep=(lambda raw: raw if wanted(raw) else None) if wanted else None, info=info)
+        if wanted:
+            items = [item for item in items if item is not None]
         self.rv = info.get("resourceVersion") or "0"
         self.out.put(Change(self.name, "sync", items))
 
