@@ -70,10 +70,14 @@ def node_own_labels(i: int, name: str) -> Dict[str, str]:
     return labels
 
 
+# KubeVirt's device plugins advertise these on every node that runs virt-handler (1,000 each).
+DEVICES = {"devices.kubevirt.io/kvm": "1k", "devices.kubevirt.io/tun": "1k", "devices.kubevirt.io/vhost-net": "1k"}
+
+
 def _status(i: int) -> dict:
     return {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}, {"type": "Hostname", "address": "n"}],
-            "allocatable": {"cpu": "64", "memory": "527894104Ki", "pods": "200", "devices.kubevirt.io/kvm": "1k"},
-            "capacity": {"cpu": "64", "memory": "528000000Ki", "pods": "200", "devices.kubevirt.io/kvm": "1k"},
+            "allocatable": dict(DEVICES, cpu="64", memory="527894104Ki", pods="200"),
+            "capacity": dict(DEVICES, cpu="64", memory="528000000Ki", pods="200"),
             "conditions": [{"type": t, "status": "False", "reason": "Kubelet" + t, "message": "ok",
                             "lastHeartbeatTime": "2026-11-25T08:59:00Z", "lastTransitionTime": "2026-11-01T00:00:00Z"}
                            for t in ("MemoryPressure", "DiskPressure", "PIDPressure")]

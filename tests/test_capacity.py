@@ -120,6 +120,8 @@ def test_room_and_placement_against_a_plain_per_node_computation():
                 return free[i] is None or all(free[i].get(k, 0) >= v for k, v in request + (("pods", 1),)
                                               if k != "pods" or "pods" in free[i])
             plain = [i for i in positions(mask) if fits(i)]
+            pool = mask | rng.getrandbits(size)  # the fixes rank a shared superset once, then filter it
+            check_fixes(placement, request, mask, pool, free, nodes)
             chosen, fitting = placement.place(request, mask)
             assert sorted(positions(fitting)) == plain
             if not plain:
@@ -131,6 +133,36 @@ def test_room_and_placement_against_a_plain_per_node_computation():
                 for k, v in request + (("pods", 1),):
                     if k in free[best]:
                         free[best][k] -= v
+
+
+def check_fixes(placement, request, mask, pool, free, nodes):
+    """closest and shortfalls (ranked once per pool, with the used nodes and a full scan as fallbacks) against a
+    plain computation over every candidate."""
+    from cpumodel.core.node_index import positions
+
+    wants = request + (("pods", 1),)
+
+    def free_of(i, resource):
+        if free[i] is None or (resource == "pods" and "pods" not in free[i]):
+            return float("inf")
+        return free[i].get(resource, 0)
+
+    candidates = list(positions(mask))
+    if not candidates:
+        return
+    def key(i):
+        short = [(r, a - free_of(i, r)) for r, a in wants if free_of(i, r) < a]
+        d = dict(short)
+        return len(short), d.get("memory", 0), d.get("cpu", 0), i
+    best = min(candidates, key=key)
+    gap = placement.closest(request, mask, pool)
+    assert gap.node == nodes[best].name
+    for s in placement.shortfalls(request, mask, pool):
+        amount = dict(wants)[s.resource]
+        lacking = [i for i in candidates if free_of(i, s.resource) < amount]
+        assert s.nodes == len(lacking)
+        top = max(lacking, key=lambda i: (free_of(i, s.resource), -i))
+        assert (s.best_node, s.best_free) == (nodes[top].name, free_of(top, s.resource))
 
 
 # ---- drain-check --------------------------------------------------------------------------------------------

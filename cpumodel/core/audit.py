@@ -135,15 +135,17 @@ class Auditor:
         if self.room is None or launcher is None or not s.running:
             return []
         index = self.engine.index
-        targets = index.of(pool) & ~index.of(frozenset((s.source_node,)))
+        everywhere = index.of(pool)
+        source = index.position.get(s.source_node or "")
+        targets = everywhere & ~(1 << source) if source is not None else everywhere
         if not targets or self.room.without_room(launcher.requests, targets) != targets:
             return []
-        shortfalls = self.room.shortfalls(launcher.requests, targets)
+        shortfalls = self.room.shortfalls(launcher.requests, targets, everywhere)
         return [Risk("no-room", "none of its %d CPU-compatible targets has room for its target pod (%s); %s" % (
             popcount(targets), "; ".join("%s requested, at most %s free, on %s" % (
                 show(x.resource, x.need), show(x.resource, x.best_free), x.best_node) if x.resource != PODS
                 else "%d full of pods" % x.nodes for x in shortfalls),
-            gap_fix(self.room.closest(launcher.requests, targets))))]
+            gap_fix(self.room.closest(launcher.requests, targets, everywhere))))]
 
     def audit(self, vm: VirtualMachine, vmi: Optional[VirtualMachineInstance], pods: Sequence[Pod],
               profile: Optional[CpuProfile] = None, nearby: Tuple[Placement, ...] = ()) -> VmAudit:

@@ -8,6 +8,7 @@ computed once per distinct request, and a drain's placements change only the few
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Tuple
 
@@ -18,6 +19,7 @@ Request = Tuple[Tuple[str, int], ...]  # (resource, amount) sorted; cpu in milli
 PODS = "pods"
 MEMORY, CPU = "memory", "cpu"
 SCAN_DIRECTLY = 64  # a set of at most this many candidates is searched node by node, not in memory order
+RANKED = 16  # best nodes kept per (request, pool) for fixes: enough to skip the drained and the used ones
 UNLIMITED = float("inf")
 
 
@@ -107,6 +109,23 @@ class Room:
         self.order = sorted(range(index.size), key=lambda i: (-self.free_of(i, MEMORY), i))
         self._lacking: Dict[Tuple[str, int], int] = {}
         self._lacking_request: Dict[Request, int] = {}
+        self._ranked: Dict[tuple, List[int]] = {}
+
+    def ranked(self, request: Request, pool: int, resource: Optional[str] = None) -> List[int]:
+        """The RANKED best nodes of `pool`, for one request, as the room is before any placement: without a
+        resource, by gap (closest to taking the pod first); with one, the nodes lacking it, most free first.
+        Computed once per (request, pool): thousands of blocked VMs share a handful of requests and pools."""
+        key = (request, pool, resource)
+        found = self._ranked.get(key)
+        if found is None:
+            if resource is None:
+                found = heapq.nsmallest(RANKED, positions(pool), key=lambda i: gap_key(i, request, self.free_of))
+            else:
+                amount = dict(needs(request))[resource]
+                found = heapq.nsmallest(RANKED, positions(pool & self.lacking(resource, amount)),
+                                        key=lambda i: (-self.free_of(i, resource), i))
+            self._ranked[key] = found
+        return found
 
     def free_of(self, position: int, resource: str) -> float:
         free = self.free[position]
@@ -141,11 +160,11 @@ class Room:
         """Of the nodes in `mask`, those without room for a pod with `request`."""
         return mask & self.lacking_request(request)
 
-    def shortfalls(self, request: Request, candidates: int) -> Tuple[Shortfall, ...]:
-        return Placement(self).shortfalls(request, candidates)
+    def shortfalls(self, request: Request, candidates: int, pool: Optional[int] = None) -> Tuple[Shortfall, ...]:
+        return Placement(self).shortfalls(request, candidates, pool)
 
-    def closest(self, request: Request, candidates: int) -> Optional["Gap"]:
-        return Placement(self).closest(request, candidates)
+    def closest(self, request: Request, candidates: int, pool: Optional[int] = None) -> Optional["Gap"]:
+        return Placement(self).closest(request, candidates, pool)
 
 
 class Placement:
@@ -192,8 +211,24 @@ class Placement:
             taken[resource] = taken.get(resource, 0) + amount
         return self.room.index.nodes[chosen].name, fitting
 
-    def shortfalls(self, request: Request, candidates: int) -> Tuple[Shortfall, ...]:
-        """Each resource some candidate lacks: on how many, and the most any of those has free."""
+    def _best(self, ranked: List[int], candidates: int, within: int, rank) -> Optional[int]:
+        """The best node of `within` (a subset of `candidates`) by `rank` now: the first of the ranked ones that is
+        still as ranked (not used by a placement), against the used ones; a full scan only when none of the ranked
+        ones is left."""
+        first = next((i for i in ranked if within >> i & 1 and i not in self.taken), None)
+        if first is None:
+            untouched = within
+            for i in self.taken:
+                untouched &= ~(1 << i)
+            if untouched:
+                first = min(positions(untouched), key=rank)
+        choices = ([first] if first is not None else []) + [i for i in self.taken if within >> i & 1]
+        return min(choices, key=rank) if choices else None
+
+    def shortfalls(self, request: Request, candidates: int, pool: Optional[int] = None) -> Tuple[Shortfall, ...]:
+        """Each resource some candidate lacks: on how many, and the most any of those has free. `pool`: the
+        candidates before the drained (or source) nodes were taken out — shared by many VMs, so the ranking is
+        reused."""
         found = []
         for resource, amount in needs(request):
             lacking = candidates & self.room.lacking(resource, amount)
@@ -203,23 +238,37 @@ class Placement:
                     lacking = (lacking | bit) if self.free_of(position, resource) < amount else (lacking & ~bit)
             if not lacking:
                 continue
-            best = max(positions(lacking), key=lambda i: (self.free_of(i, resource), -i))
-            found.append(Shortfall(resource, popcount(lacking), amount, self.free_of(best, resource),
-                                   self.room.index.nodes[best].name))
+            best = self._best(self.room.ranked(request, pool or candidates, resource), candidates, lacking,
+                              lambda i: (-self.free_of(i, resource), i))
+            found.append(Shortfall(resource, popcount(lacking), amount, self.free_of(best, resource),  # type: ignore
+                                   self.room.index.nodes[best].name))  # type: ignore[index]
         return tuple(sorted(found, key=lambda s: _resource_order(s.resource)))
 
-    def closest(self, request: Request, candidates: int) -> Optional[Gap]:
+    def closest(self, request: Request, candidates: int, pool: Optional[int] = None) -> Optional[Gap]:
         """The candidate that needs the least freed to take the pod: fewest resources short, then least memory,
-        then least cpu; None without candidates."""
-        best, best_key = None, None
-        for i in positions(candidates):
-            missing = tuple(sorted(((resource, amount - self.free_of(i, resource)) for resource, amount in needs(request)
-                                    if self.free_of(i, resource) < amount), key=lambda m: _resource_order(m[0])))
-            amounts = dict(missing)
-            key = (len(missing), amounts.get(MEMORY, 0), amounts.get(CPU, 0), i)
-            if best_key is None or key < best_key:
-                best, best_key = Gap(self.room.index.nodes[i].name, missing), key
-        return best
+        then least cpu, then the first by name; None without candidates."""
+        best = self._best(self.room.ranked(request, pool or candidates), candidates, candidates,
+                          lambda i: gap_key(i, request, self.free_of))
+        if best is None:
+            return None
+        missing = tuple(sorted(((resource, amount - self.free_of(best, resource)) for resource, amount in needs(request)
+                                if self.free_of(best, resource) < amount), key=lambda m: _resource_order(m[0])))
+        return Gap(self.room.index.nodes[best].name, missing)
+
+
+def gap_key(position: int, request: Request, free_of) -> tuple:
+    """How far a node is from taking a pod: (resources short, memory short, cpu short, position)."""
+    short = 0
+    memory = cpu = 0.0
+    for resource, amount in needs(request):
+        free = free_of(position, resource)
+        if free < amount:
+            short += 1
+            if resource == MEMORY:
+                memory = amount - free
+            elif resource == CPU:
+                cpu = amount - free
+    return short, memory, cpu, position
 
 
 def _resource_order(resource: str) -> Tuple[int, str]:

@@ -82,6 +82,7 @@ class Targets:
 
     index: Optional[NodeIndex] = None
     mask: int = 0
+    pool: int = 0  # the nodes the labels accept, drained ones included: shared by VMs alike, so a cache key
 
     def __len__(self) -> int:
         return popcount(self.mask)
@@ -205,7 +206,8 @@ class DrainPlanner:
             state = self._state(vm)
             s = self.engine.situation(state)
             seen[(vm.vmi.namespace, vm.vmi.name)] = vm, s
-            targets = Targets(index, index.of(self.pool(s)) & ~away)
+            pool = index.of(self.pool(s))
+            targets = Targets(index, pool & ~away, pool)
             strategy = eviction_strategy(vm.vmi, self.engine.kubevirt)
             action = decide(strategy, vm.maintain_mode, live_migratable(vm.vmi), bool(targets.mask))
             reasons = self.blocking_keys(s, gone, candidates) if action is Action.BLOCKED else ()
@@ -234,15 +236,16 @@ class DrainPlanner:
             r = results[i]
             node, fitting = placement.place(r.requests, r.targets.mask)  # type: ignore[arg-type]
             if node is not None:
-                results[i] = replace(r, targets=Targets(r.targets.index, fitting), placed_on=node)
+                results[i] = replace(r, targets=Targets(r.targets.index, fitting, r.targets.pool), placed_on=node)
                 continue
-            shortfalls = placement.shortfalls(r.requests, r.targets.mask)  # type: ignore[arg-type]
+            shortfalls = placement.shortfalls(r.requests, r.targets.mask, r.targets.pool)  # type: ignore[arg-type]
             count = len(r.targets)
             reasons = tuple(BlockingKey(Category.CAPACITY, s.resource, shortfall_message(s, count), s.nodes)
                             for s in shortfalls)
             action = decide(r.eviction_strategy, r.maintain_mode_strategy, True, False)
-            results[i] = replace(r, action=action, targets=Targets(r.targets.index, 0), reasons=reasons,
-                                 room_fix=gap_fix(placement.closest(r.requests, r.targets.mask)))  # type: ignore
+            results[i] = replace(r, action=action, targets=Targets(r.targets.index, 0, r.targets.pool), reasons=reasons,
+                                 room_fix=gap_fix(placement.closest(r.requests, r.targets.mask,  # type: ignore
+                                                                    r.targets.pool)))
         return results
 
     def blocking_keys(self, s: Situation, gone: FrozenSet[str], candidates: int) -> Tuple[BlockingKey, ...]:
