@@ -211,8 +211,8 @@ class Placement:
             taken[resource] = taken.get(resource, 0) + amount
         return self.room.index.nodes[chosen].name, fitting
 
-    def _best(self, ranked: List[int], candidates: int, within: int, rank) -> Optional[int]:
-        """The best node of `within` (a subset of `candidates`) by `rank` now: the first of the ranked ones that is
+    def _best(self, ranked: List[int], within: int, rank) -> Optional[int]:
+        """The best node of `within` by `rank` now: the first of the ranked ones that is
         still as ranked (not used by a placement), against the used ones; a full scan only when none of the ranked
         ones is left."""
         first = next((i for i in ranked if within >> i & 1 and i not in self.taken), None)
@@ -238,7 +238,7 @@ class Placement:
                     lacking = (lacking | bit) if self.free_of(position, resource) < amount else (lacking & ~bit)
             if not lacking:
                 continue
-            best = self._best(self.room.ranked(request, pool or candidates, resource), candidates, lacking,
+            best = self._best(self.room.ranked(request, pool or candidates, resource), lacking,
                               lambda i: (-self.free_of(i, resource), i))
             found.append(Shortfall(resource, popcount(lacking), amount, self.free_of(best, resource),  # type: ignore
                                    self.room.index.nodes[best].name))  # type: ignore[index]
@@ -247,7 +247,7 @@ class Placement:
     def closest(self, request: Request, candidates: int, pool: Optional[int] = None) -> Optional[Gap]:
         """The candidate that needs the least freed to take the pod: fewest resources short, then least memory,
         then least cpu, then the first by name; None without candidates."""
-        best = self._best(self.room.ranked(request, pool or candidates), candidates, candidates,
+        best = self._best(self.room.ranked(request, pool or candidates), candidates,
                           lambda i: gap_key(i, request, self.free_of))
         if best is None:
             return None
