@@ -2,7 +2,7 @@
 """Benchmark kubectl-cpumodel against real kubectl on synthetic clusters served by the fake API server.
 
 Usage: python benchmarks/run.py [--sizes 10,500,2000,5000] [--vms 10000] [--small-vms 200] [--repeat 3] [--real]
-                                [--worst]
+                                [--worst] [--only COMMAND]
 With --worst every node draws its own CPU features (benchmarks/generate.py worst_nodes) and most VMs carry the
 host-model selectors of the node they first booted on.
 With --real the cluster is loaded into a real kube-apiserver and etcd built from Go modules
@@ -45,12 +45,14 @@ ROOM_TARGETS = {"drain-check NODE with room (100 VMs)": (0.5, LABELS_AND_PODS, 0
 # command -> (wall target, the wall baseline, RSS target against kubectl --show-labels)
 TARGETS = {"common": (0.25, LABELS, 0.25), "diff (matrix)": (0.35, LABELS, 0.35),
            "why-not vm/x": (0.35, LABELS, 0.35), "drain-check NODE (100 VMs)": (0.4, LABELS, 0.5),
-           "audit -A": (0.5, LABELS_AND_VMIS, 0.5), "drain-check --all": (1.0, LABELS_AND_VMIS, 0.5)}
+           "audit -A": (0.5, LABELS_AND_VMIS, 0.5), "drain-check --all": (1.0, LABELS_AND_VMIS, 0.5),
+           "what-if (one node removed)": (1.5, LABELS_AND_VMIS, 0.5)}
 # The worst case (--worst: every node its own CPU features, VMs with inherited selectors), issue "cost grows with
 # labels": at the largest size these wall targets, and every command's peak RSS within WORST_RSS of the larger of
 # the two kubectl baselines' peaks; at the sizes below, every command within 1.0x of its baseline in both.
 WORST_TARGETS = {"common": (0.25, LABELS), "why-not vm/x": (0.35, LABELS), "drain-check NODE (100 VMs)": (0.4, LABELS),
-                 "audit -A": (0.5, LABELS_AND_VMIS), "drain-check --all": (1.0, LABELS_AND_VMIS)}
+                 "audit -A": (0.5, LABELS_AND_VMIS), "drain-check --all": (1.0, LABELS_AND_VMIS),
+                 "what-if (one node removed)": (1.5, LABELS_AND_VMIS)}
 WORST_RSS = 0.5
 # Small clusters, where start-up is most of the wait: wall time only (issue "Fast on real clusters").
 SMALL = 20
@@ -186,7 +188,7 @@ class RealServer:
 
 
 def bench_size(nodes: int, vms: int, repeat: int, kubectl: str, plugin: List[str], real: bool = False,
-               worst: bool = False, pods: int = 0) -> List[dict]:
+               worst: bool = False, pods: int = 0, only: Tuple[str, ...] = ()) -> List[dict]:
     server = RealServer(nodes, vms, worst, pods) if real else FakeServer(nodes, vms, worst, pods)
     rows = []
     try:
@@ -206,11 +208,16 @@ def bench_size(nodes: int, vms: int, repeat: int, kubectl: str, plugin: List[str
                 ("drain-check NODE with room (100 VMs)", plugin + ["drain-check", "node-00000"]),
                 ("audit -A with room", plugin + ["audit", "-A"]),
                 ("drain-check --all with room", plugin + ["drain-check", "--all"]),
+                ("what-if (one node removed)", plugin + ["what-if", "--remove-node", "node-00001", "--no-capacity"]),
+                ("what-if (one node removed) with room", plugin + ["what-if", "--remove-node", "node-00001"]),
                 (LABELS, [kubectl, "get", "nodes", "--show-labels", "--cache-dir", tmp + "/c"]),
                 ("kubectl get vmis -A", [kubectl, "get", "vmis", "-A", "--cache-dir", tmp + "/c"]),
                 ("kubectl get pods -A", [kubectl, "get", "pods", "-A", "--cache-dir", tmp + "/c"]),
                 ("kubectl get nodes -o json", [kubectl, "get", "nodes", "-o", "json", "--cache-dir", tmp + "/c"]),
             ]
+            if only:  # the rows asked for, and the kubectl baselines
+                commands = [(label, cmd) for label, cmd in commands
+                            if label.startswith("kubectl") or label == LABELS or any(label.startswith(o) for o in only)]
             for label, cmd in commands:  # warm the fake's cached encodings and kubectl's discovery cache
                 if not label.startswith(("drain-check --all", "kubectl get nodes -o json")):
                     measure(cmd, env)
@@ -330,6 +337,8 @@ def main(argv: List[str]) -> int:
                    help="the worst case: every node its own CPU features, VMs with inherited selectors")
     p.add_argument("--real", action="store_true",
                    help="measure against a real kube-apiserver + etcd (make control-plane) instead of the fake")
+    p.add_argument("--only", action="append", default=[], metavar="COMMAND",
+                   help="measure only the rows starting with this (repeatable), beside the kubectl baselines")
     args = p.parse_args(argv)
     kubectl = kubectl_binary()
     if not kubectl:
@@ -341,7 +350,7 @@ def main(argv: List[str]) -> int:
         plugin = krew_tree(tmp)
         for size in [int(s) for s in args.sizes.split(",")]:
             rows += bench_size(size, args.small_vms if size <= SMALL else args.vms, args.repeat, kubectl, plugin,
-                               args.real, args.worst, 0 if size <= SMALL else args.pods)
+                               args.real, args.worst, 0 if size <= SMALL else args.pods, tuple(args.only))
         report(rows)
         print()
         verdicts(rows)

@@ -117,6 +117,9 @@ def _api_candidates(kind: str, args: argparse.Namespace, env: Mapping[str, str])
     return sorted(models) + list(CPU_MODES)
 
 
+FLAG_VALUE_KINDS = {"--remove-node": "nodes", "--cluster-model": "models"}  # what-if's flags that name objects
+
+
 def _positional_kinds(command: str, positionals: List[str], cluster: bool) -> List[str]:
     if command in ("diff", "drain-check"):
         return ["nodes"]
@@ -147,6 +150,8 @@ def candidates(words: List[str], current: str, env: Mapping[str, str]) -> Tuple[
             return _contexts(_global_args(flags[:-1], top), env), NO_FILES
         if previous in ("-n", "--namespace"):
             return _api_candidates("namespaces", _global_args(flags[:-1], top), env), NO_FILES
+        if previous in FLAG_VALUE_KINDS:
+            return _api_candidates(FLAG_VALUE_KINDS[previous], _global_args(flags[:-1], top), env), NO_FILES
         return [], NO_FILES
     if current.startswith("-"):
         return spec.options, NO_FILES

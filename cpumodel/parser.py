@@ -20,7 +20,7 @@ from cpumodel.errors import UsageError
 COMMANDS = {"diff": "cpumodel.commands.diff", "common": "cpumodel.commands.common",
             "why-not": "cpumodel.commands.why_not", "set": "cpumodel.commands.set_model",
             "drain-check": "cpumodel.commands.drain_check", "audit": "cpumodel.commands.audit",
-            "watch-drain": "cpumodel.commands.watch_drain"}
+            "watch-drain": "cpumodel.commands.watch_drain", "what-if": "cpumodel.commands.what_if"}
 GLOBAL_DEFAULTS = {"kubeconfig": None, "context": None, "namespace": None, "request_timeout": "0",
                    "filename": None, "output": "table", "v": 0, "no_headers": False, "max_input_size": "1Gi",
                    "kube_cluster": None, "user": None, "server": None, "token": None, "certificate_authority": None,
@@ -42,6 +42,7 @@ EPILOG = """examples:
   kubectl cpumodel drain-check node-a
   kubectl cpumodel audit -A
   kubectl cpumodel watch-drain node-a
+  kubectl cpumodel what-if --remove-node node-c
   kubectl cpumodel common
   kubectl cpumodel diff node-a node-b
   kubectl cpumodel why-not vm/web-1 node-b -n prod
@@ -276,6 +277,30 @@ def add_watch_drain(subparsers, parents) -> None:
                         "status does not change for half of it is stalled")
 
 
+def add_what_if(subparsers, parents) -> None:
+    p = subparsers.add_parser("what-if", parents=parents, help="What removing or adding nodes, or changing a model, "
+                                                               "would do",
+                              description="Applies the changes to the cluster as read (nothing is written) and runs "
+                                          "common, audit -A and drain-check --all on both versions: the common model "
+                                          "and VM-capable nodes before and after, every VM whose reach, drain action "
+                                          "or risks change (lost VMs, left with no node to move to, first), and "
+                                          "every node whose drain blocks or stops blocking. A model change reaches a "
+                                          "running VM at its next start: its next migration keeps the CPU it runs "
+                                          "with, and the table says what it reaches once restarted.")
+    p.add_argument("--remove-node", action="append", metavar="NODE", help="Remove this node (repeatable)")
+    p.add_argument("--add-node", action="append", metavar=FILE_METAVAR,
+                   help="Add the Node objects of this YAML/JSON file, folder or support bundle, e.g. a new server's "
+                        "node taken from a test installation (repeatable; with --remove-node of the same name, "
+                        "replace it)")
+    p.add_argument("--cluster-model", action="append", metavar="MODEL",
+                   help="Set the cluster-wide default CPU model (a named model, or host-model)")
+    p.add_argument("--vm-model", action="append", metavar="vm/NAME=MODEL",
+                   help="Set a VM's own CPU model, in the namespace of -n (repeatable)")
+    p.add_argument("--exit-code", action="store_true",
+                   help="Exit 3 if a VM is left with no node to move to, or a drain that did not block would")
+    add_no_capacity(p)
+
+
 def build_parser(prog: str = "kubectl cpumodel", output=None) -> argparse.ArgumentParser:
     parents = [global_flags()]
     parser = Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG, parents=parents, allow_abbrev=False,
@@ -283,7 +308,7 @@ def build_parser(prog: str = "kubectl cpumodel", output=None) -> argparse.Argume
     parser.add_argument("--version", action="version", version="kubectl-cpumodel %s" % __version__)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
                                        parser_class=lambda **kw: Parser(output=output, allow_abbrev=False, **kw))
-    for add in (add_diff, add_common, add_why_not, add_set, add_drain_check, add_audit, add_watch_drain):
+    for add in (add_diff, add_common, add_why_not, add_set, add_drain_check, add_audit, add_watch_drain, add_what_if):
         add(subparsers, parents)
     return parser
 

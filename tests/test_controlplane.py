@@ -620,3 +620,30 @@ def test_the_fake_answers_as_the_real_server_does(real):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("seed", [43, 52])
+def test_what_if_equals_the_change_made_on_the_real_server(real, tmp_path, seed):
+    """what-if on the real server equals offline on its objects; then the change is made on the server (nodes
+    removed and added, the KubeVirt CR and a VM edited) and common, audit -A and drain-check --all read live say
+    what its `after` said."""
+    import random
+
+    import yaml
+
+    from test_what_if import answers, changes, check_answers, generated
+
+    rng = random.Random(seed)
+    objs = generated(rng)
+    args, after, extra = changes(rng, objs)
+    if extra:
+        new = tmp_path / "new-node.yaml"
+        new.write_text(yaml.safe_dump_all(extra))
+        args += ["--add-node", str(new)]
+    real.load(objs)
+    doc = real.json(["what-if", "-n", "default"] + args)
+    assert doc == offline_json(real.snapshot(), ["what-if", "-n", "default"] + args)
+    before = answers(real.json)
+    real.load(after)
+    check_answers(doc, before, answers(real.json))
+    assert doc["vms"] and doc["lost"]

@@ -34,6 +34,9 @@ SCENARIOS = {
     "drain-check-all": ["drain-check", "--all"],
     "audit": ["audit", "-A"],
     "audit-wide": ["audit", "-A", "-o", "wide"],
+    "what-if-retire": ["what-if", "--remove-node", "hv-04", "--exit-code"],
+    "what-if-models": ["what-if", "--cluster-model", "Skylake-Server-IBRS", "--vm-model", "vm/web-1=Cascadelake-Server"],
+    "what-if-wide": ["what-if", "--remove-node", "hv-03", "--remove-node", "hv-01", "-o", "wide"],
 }
 # On the capacity snapshot of test_capacity.py: VMs that fit by CPU, some without room.
 CAPACITY_SCENARIOS = {

@@ -49,7 +49,8 @@ def complete(kubectl, *words):
 
 def test_completion_through_kubectl(kubectl):
     words, directive = complete(kubectl, "")
-    assert words == ["audit", "common", "diff", "drain-check", "set", "watch-drain", "why-not"] and directive == ":4"
+    assert words == ["audit", "common", "diff", "drain-check", "set", "watch-drain", "what-if", "why-not"] \
+        and directive == ":4"
     words, _ = complete(kubectl, "why-not", "--exit")
     assert words == ["--exit-code"]
     words, _ = complete(kubectl, "common", "-o", "")
@@ -62,6 +63,12 @@ def test_completion_through_kubectl(kubectl):
     assert "Cascadelake-Server" in words
     _, directive = complete(kubectl, "common", "-f", "")
     assert directive == ":0"  # file names
+    words, _ = complete(kubectl, "what-if", "--remove-node", "hv-0")
+    assert words == ["hv-01", "hv-02", "hv-03", "hv-04", "hv-05"]
+    words, _ = complete(kubectl, "what-if", "--cluster-model", "Cascade")
+    assert "Cascadelake-Server" in words
+    _, directive = complete(kubectl, "what-if", "--add-node", "")
+    assert directive == ":0"
 
 
 def test_completion_without_api_calls_loads_no_client():

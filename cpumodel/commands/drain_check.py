@@ -5,22 +5,18 @@ import argparse
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from cpumodel import objects
 from cpumodel.commands.context import (NO_CAPACITY, Common, Environment, Problems, capacity_room, checked_names,
                                        checked_selector, common_options, emit, kubevirt_as_observed, note_skipped,
                                        note_uncollected, open_source)
 from cpumodel.core.api_selectors import matches, parse_selector
 from cpumodel.core.catalog import Catalog, cluster_obsolete_models
-from cpumodel.core.drain import MAINTAIN_MODE_LABEL, DrainPlanner, RunningVm
-from cpumodel.core.migration import MigrationEngine, current_launcher
+from cpumodel.core.drain import MAINTAIN_MODE_LABEL, DrainPlanner, RunningVm, running_vms
+from cpumodel.core.migration import MigrationEngine
 from cpumodel.core.nodes import split_nodes
 from cpumodel.errors import ExitCode, UsageError
 from cpumodel.output.drain_report import accepting, render_all, render_table, steps_document, to_document
 from cpumodel.output.render import names
 from cpumodel.sources.reader import ClusterReader
-
-HARVESTER_DEFAULT_MAINTAIN_MODE = "Migrate"
-
 
 @dataclass(frozen=True)
 class Options:
@@ -46,16 +42,6 @@ def options(args: argparse.Namespace) -> Options:
     problems.raise_any()
     return Options(common, tuple(dict.fromkeys(args.nodes)), args.all, selector, args.exit_code,
                    not args.no_capacity)
-
-
-def running_vms(vmis: List[objects.VirtualMachineInstance], pods: List[objects.Pod],
-                maintain_modes: Dict[Tuple[str, str], str], harvester: bool) -> List[RunningVm]:
-    by_vmi: Dict[str, List[objects.Pod]] = {}
-    for pod in pods:
-        by_vmi.setdefault(pod.labels.get("kubevirt.io/created-by", ""), []).append(pod)
-    default = HARVESTER_DEFAULT_MAINTAIN_MODE if harvester else None
-    return [RunningVm(v, current_launcher(v, by_vmi.get(v.uid, [])), maintain_modes.get((v.namespace, v.name), default))
-            for v in vmis if v.running]
 
 
 def run(args: argparse.Namespace, env: Environment) -> int:

@@ -7,7 +7,7 @@ target pod (a stopped VM: its launcher pod) would be accepted on, from the migra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from cpumodel.core import labels as L
 from cpumodel.core.capacity import PODS, Room, gap_fix, show
@@ -251,12 +251,19 @@ def audit_cluster(catalog: Catalog, engine: MigrationEngine, node_set: NodeSet, 
                   nearby_pods: Sequence[Pod] = (), room: Optional[Room] = None) -> AuditResult:
     """`nearby_pods`: the pods the VMs' pod (anti-)affinity terms look at; `room`: the nodes' free room."""
     auditor = Auditor(catalog, engine, node_set, common, room)
-    index = NearbyPods(nearby_pods, engine.by_name)
+    results = audit_each(auditor, NearbyPods(nearby_pods, engine.by_name), vms, vmis, pods, profiles or {})
+    return AuditResult(tuple(results), len(auditor.capable), common.recommended, fixes(results, common.recommended))
+
+
+def audit_each(auditor: Auditor, nearby_pods: NearbyPods, vms: Sequence[VirtualMachine],
+               vmis: Mapping[Tuple[str, str], VirtualMachineInstance], pods: Mapping[str, List[Pod]],
+               profiles: Mapping[Tuple[str, str], CpuProfile]) -> List[VmAudit]:
+    """Every VM audited, by namespace and name."""
     results = []
     for vm in sorted(vms, key=lambda v: (v.namespace, v.name)):
         vmi = vmis.get((vm.namespace, vm.name))
         terms = terms_of(vm, vmi)
-        nearby = placements(terms, vm.namespace, index) if terms else ()
+        nearby = placements(terms, vm.namespace, nearby_pods) if terms else ()
         results.append(auditor.audit(vm, vmi, pods.get(vmi.uid, []) if vmi else [],
-                                     (profiles or {}).get((vm.namespace, vm.name)), nearby))
-    return AuditResult(tuple(results), len(auditor.capable), common.recommended, fixes(results, common.recommended))
+                                     profiles.get((vm.namespace, vm.name)), nearby))
+    return results

@@ -20,7 +20,8 @@ from typing import Dict, FrozenSet, Iterator, List, Mapping, Optional, Sequence,
 from cpumodel.core import labels as L
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.launcher_pod import Demand
-from cpumodel.core.migration import (ORIGIN_POD_AFFINITY, MigrationEngine, Situation, VmState, failure_key, failure_origin,
+from cpumodel.core.migration import (ORIGIN_POD_AFFINITY, MigrationEngine, Situation, VmState, current_launcher,
+                                     failure_key, failure_origin,
                                      libvirt_check, live_migratable, needs_cpu_fix, vm_reasons)
 from cpumodel.core.capacity import (Placement, Request, Room, cpu_of, gap_fix, memory_of,
                                      shortfall_message)
@@ -32,6 +33,7 @@ from cpumodel.objects import KubeVirtConfig, Node, Pod, VirtualMachineInstance
 
 LIVE_MIGRATE, IF_POSSIBLE, EXTERNAL, NO_EVICTION = "LiveMigrate", "LiveMigrateIfPossible", "External", "None"
 MAINTAIN_MODE_LABEL = "harvesterhci.io/maintain-mode-strategy"
+HARVESTER_DEFAULT_MAINTAIN_MODE = "Migrate"  # a VM without the label, on Harvester
 SHUTDOWN_MAINTAIN_MODES = frozenset({"ShutdownAndRestartAfterEnable", "ShutdownAndRestartAfterDisable", "Shutdown"})
 FIX_MODELS_TRIED = 24  # best-ranked candidate models simulated for the fix
 
@@ -145,6 +147,18 @@ class RunningVm:
     maintain_mode: Optional[str]
 
 
+def running_vms(vmis: Sequence[VirtualMachineInstance], pods: Sequence[Pod],
+                maintain_modes: Mapping[Tuple[str, str], str], harvester: bool) -> List[RunningVm]:
+    """The running VMIs with their current launcher pod and maintain-mode strategy (Harvester's default when
+    the VM has no label: `Migrate`)."""
+    by_vmi: Dict[str, List[Pod]] = {}
+    for pod in pods:
+        by_vmi.setdefault(pod.labels.get("kubevirt.io/created-by", ""), []).append(pod)
+    default = HARVESTER_DEFAULT_MAINTAIN_MODE if harvester else None
+    return [RunningVm(v, current_launcher(v, by_vmi.get(v.uid, [])), maintain_modes.get((v.namespace, v.name), default))
+            for v in vmis if v.running]
+
+
 def eviction_strategy(vmi: VirtualMachineInstance, kubevirt: Optional[KubeVirtConfig]) -> str:
     return vmi.eviction_strategy or (kubevirt.eviction_strategy if kubevirt else None) or NO_EVICTION
 
@@ -195,12 +209,14 @@ class DrainPlanner:
         nearby = placements(vm.vmi.pod_terms, vm.vmi.namespace, self.nearby) if vm.vmi.pod_terms else ()
         return VmState(vm.vmi.name, vm.vmi.namespace, None, vm.vmi, vm.launcher, None, nearby)
 
-    def check(self, drained: Sequence[str], running: Sequence[RunningVm], room: Optional[Room] = None) -> DrainResult:
-        """`room`: the nodes' free room (capacity.py); None leaves room out of the answer."""
+    def check(self, drained: Sequence[str], running: Sequence[RunningVm], room: Optional[Room] = None,
+              explain: bool = True) -> DrainResult:
+        """`room`: the nodes' free room (capacity.py); None leaves room out of the answer. Without `explain`, the
+        actions and targets only: no reasons, libvirt warnings or fix (what-if compares actions)."""
         gone = frozenset(drained)
         index = self.engine.index
         away = index.of(gone)
-        candidates = len(self.eligible - gone)
+        candidates = len(self.eligible) - len(gone & self.eligible)
         results, blocked_states, seen = [], [], {}
         for vm in sorted(running, key=lambda r: (r.vmi.namespace, r.vmi.name)):
             state = self._state(vm)
@@ -210,7 +226,7 @@ class DrainPlanner:
             targets = Targets(index, pool & ~away, pool)
             strategy = eviction_strategy(vm.vmi, self.engine.kubevirt)
             action = decide(strategy, vm.maintain_mode, live_migratable(vm.vmi), bool(targets.mask))
-            reasons = self.blocking_keys(s, gone, candidates) if action is Action.BLOCKED else ()
+            reasons = self.blocking_keys(s, gone, candidates) if action is Action.BLOCKED and explain else ()
             if action is Action.BLOCKED and needs_cpu_fix([Reason(k.category, k.key, k.message) for k in reasons]):
                 blocked_states.append((state, s))
             results.append(VmDrain(vm.vmi.name, vm.vmi.namespace, vm.vmi.node_name or "", strategy, vm.maintain_mode,
@@ -218,6 +234,8 @@ class DrainPlanner:
                                    vm.launcher.requests if vm.launcher is not None else None))
         if room is not None:
             results = self.place(results, room)
+        if not explain:
+            return DrainResult(tuple(drained), self.eligible, tuple(results), None, room is not None)
         results = [replace(r, warnings=self.warnings(seen[(r.namespace, r.vm)][1], seen[(r.namespace, r.vm)][0],
                                                      r.targets)) if r.action is Action.MIGRATE else r for r in results]
         fix, per_vm = self.best_fix(blocked_states, gone)

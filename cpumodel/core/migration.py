@@ -14,7 +14,7 @@ demands × a few node classes, not 50 million evaluations.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 from cpumodel.core import labels as L
 from cpumodel.core.catalog import Catalog
@@ -30,6 +30,7 @@ from cpumodel.objects import (HOST_MODEL, HOST_PASSTHROUGH, CpuProfile, KubeVirt
                               VirtualMachine, VirtualMachineInstance)
 
 
+T = TypeVar("T")
 PENDING_PHASES = ("Pending", "Scheduling", "Scheduled")  # a VMI whose pod is not running yet
 
 
@@ -206,18 +207,22 @@ class MigrationEngine:
     (node_index.py): a demand's accepting nodes are an intersection of the sets its labels name, so the cost
     grows with what demands name, not with demands x kinds of node."""
 
-    def __init__(self, nodes: Sequence[Node], kubevirt: Optional[KubeVirtConfig]):
+    def __init__(self, nodes: Sequence[Node], kubevirt: Optional[KubeVirtConfig],
+                 views: Optional[Callable[[Node], NodeCpu]] = None):
+        """`views`: a node's CPU view, when the caller keeps them across engines (what-if's two clusters)."""
         self.nodes = tuple(sorted(nodes, key=lambda n: n.name))
+        self._views = views
         self.by_name = {n.name: n for n in self.nodes}
         self.kubevirt = kubevirt
         self.index = NodeIndex(self.nodes)
         self._failures: Dict[Tuple[Demand, tuple], Tuple[Failure, ...]] = {}
         self._accepting: Dict[Demand, int] = {}
         self._fitting: Dict[Demand, FrozenSet[str]] = {}
-        self._fitting_among: Dict[Tuple[Demand, FrozenSet[str]], FrozenSet[str]] = {}
+        self._fitting_among: Dict[FrozenSet[str], Dict[Demand, FrozenSet[str]]] = {}
+        self._last_set: Dict[int, tuple] = {}  # id of a per-set cache -> (the set last asked, its table)
         self._cpus: Dict[str, NodeCpu] = {}
         self._cpu_cache = NodeCpuCache()
-        self._counts: Dict[Tuple[Demand, FrozenSet[str]], Dict[Tuple[Category, Optional[str]], Tuple[int, Failure]]] = {}
+        self._counts: Dict[FrozenSet[str], Dict[Demand, Dict[Tuple[Category, Optional[str]], Tuple[int, Failure]]]] = {}
         self._topology: Dict[str, Dict[str, FrozenSet[str]]] = {}
 
     def situation(self, state: VmState) -> Situation:
@@ -227,7 +232,7 @@ class MigrationEngine:
         """node_cpu, once per node (and once per identical label set)."""
         found = self._cpus.get(node.name)
         if found is None:
-            found = self._cpus[node.name] = self._cpu_cache(node.labels)
+            found = self._cpus[node.name] = self._views(node) if self._views else self._cpu_cache(node.labels)
         return found
 
     def failures(self, demand: Demand, node: Node) -> Tuple[Failure, ...]:
@@ -307,21 +312,32 @@ class MigrationEngine:
             return self.fitting(s) & names
         if s.constraints.blocked:
             return frozenset()
-        key = (s.constraints.demand, names)
-        found = self._fitting_among.get(key)
+        table = self._per_set(self._fitting_among, names)
+        found = table.get(s.constraints.demand)
         if found is None:
-            found = self._fitting_among[key] = self.index.names(self.accepting(s.constraints.demand)
-                                                                & self.index.of(names))
+            found = table[s.constraints.demand] = self.index.names(self.accepting(s.constraints.demand)
+                                                                    & self.index.of(names))
         return found
+
+    def _per_set(self, tables: Dict[FrozenSet[str], Dict[Demand, T]], names: FrozenSet[str]) -> Dict[Demand, T]:
+        """The cache of one set of nodes. Callers ask about one set (the VM-capable nodes, a drain's eligible
+        ones) thousands of times in a row: it is found by identity, as two equal sets of thousands of names
+        would be compared name by name in every lookup of a (demand, set) key."""
+        last = self._last_set.get(id(tables))
+        if last is not None and last[0] is names:
+            return last[1]
+        table = tables.setdefault(names, {})
+        self._last_set[id(tables)] = (names, table)
+        return table
 
     def failure_counts(self, demand: Demand, names: FrozenSet[str]
                        ) -> Dict[Tuple[Category, Optional[str]], Tuple[int, Failure]]:
         """For the named nodes: each (category, key) that fails, on how many of them, and one such failure (that of
         the first such node) — what summing node_failures over the nodes gives, from the node index."""
-        cache_key = (demand, names)
-        counts = self._counts.get(cache_key)
+        table = self._per_set(self._counts, names)
+        counts = table.get(demand)
         if counts is None:
-            counts = self._counts[cache_key] = self._failure_counts(demand, self.index.of(names))
+            counts = table[demand] = self._failure_counts(demand, self.index.of(names))
         return counts
 
     def _failure_counts(self, demand: Demand, candidates: int
