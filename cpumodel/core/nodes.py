@@ -92,6 +92,21 @@ class NodeCpuCache:
         return replace(cpu, tsc_frequency=own[0], tsc_scalable=own[1], tsc_scheduling=own[2])
 
 
+class CpuViews:
+    """Each node's CPU view, computed once however many engines ask (what-if's two versions of the cluster share
+    their Node objects)."""
+
+    def __init__(self) -> None:
+        self._views: Dict[int, Tuple[Node, NodeCpu]] = {}  # id(node) -> (node, view); the node kept alive
+        self._cache = NodeCpuCache()
+
+    def __call__(self, node: Node) -> NodeCpu:
+        found = self._views.get(id(node))
+        if found is None:
+            found = self._views[id(node)] = (node, self._cache(node.labels))
+        return found[1]
+
+
 class Summarizer:
     """Node -> VmNode, page by page, with node_cpu computed once per hardware class."""
 

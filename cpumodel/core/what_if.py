@@ -23,8 +23,7 @@ from cpumodel.core.drain import DrainPlanner, running_vms
 from cpumodel.core.highest_common import CommonResult, analyse_common
 from cpumodel.core.launcher_pod import observe_vendor_rule
 from cpumodel.core.migration import MigrationEngine
-from cpumodel.core.labels import NodeCpu
-from cpumodel.core.nodes import NodeCpuCache, NodeSet, split_nodes
+from cpumodel.core.nodes import CpuViews, NodeSet, split_nodes
 from cpumodel.core.pod_affinity import NearbyPods
 from cpumodel.objects import CpuProfile, KubeVirtConfig, Node, Pod, VirtualMachine, VirtualMachineInstance
 
@@ -111,20 +110,6 @@ class Outlook:
     @property
     def capable(self) -> int:
         return len(self.node_set.capable)
-
-
-class CpuViews:
-    """Each node's CPU view computed once for both versions of the cluster: they share their Node objects."""
-
-    def __init__(self) -> None:
-        self._views: Dict[int, Tuple[Node, NodeCpu]] = {}  # id(node) -> (node, view); the node kept alive
-        self._cache = NodeCpuCache()
-
-    def __call__(self, node: Node) -> NodeCpu:
-        found = self._views.get(id(node))
-        if found is None:
-            found = self._views[id(node)] = (node, self._cache(node.labels))
-        return found[1]
 
 
 def look(catalog: Catalog, cluster: Cluster, pods: Sequence[Pod], views: CpuViews,
