@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +28,11 @@ BUNDLE = os.path.join(ROOT, "examples", "supportbundle_demo.zip")
 LAUNCHER = os.path.join(ROOT, "kubectl-cpumodel")
 GOLDEN = os.path.join(TESTS, "golden")
 sys.path[:0] = [ROOT, TESTS]
+# A suite started in the background of a non-interactive shell (`make test &`, nohup) inherits SIGINT ignored,
+# and so would every plugin it starts, which the Ctrl-C tests interrupt: with a handler here, the children start
+# with SIGINT's default, as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from testkit.fakekube import FakeKube, load_yaml_objects, serve  # noqa: E402
 from testkit.harness import kubectl_binary, write_kubeconfig  # noqa: E402,F401

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 from cpumodel import objects
 from cpumodel.commands.context import (NO_CAPACITY, Common, Environment, Problems, capacity_room, checked_selector,
@@ -12,7 +12,7 @@ from cpumodel.commands.context import (NO_CAPACITY, Common, Environment, Problem
 from cpumodel.core.audit import audit_cluster
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.highest_common import analyse_common
-from cpumodel.core.migration import MigrationEngine
+from cpumodel.core.migration import MigrationEngine, launchers_by_vmi
 from cpumodel.core.nodes import split_nodes
 from cpumodel.core.pod_affinity import terms_of
 from cpumodel.errors import ExitCode
@@ -48,10 +48,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     nodes = reader.nodes()
     kubevirt = reader.kubevirt()
     vmis: Dict[tuple, objects.VirtualMachineInstance] = {(v.namespace, v.name): v for v in reader.vmis(namespace)}
-    pods: Dict[str, List[objects.Pod]] = {}
     launchers = reader.launchers(namespace)
-    for pod in launchers:
-        pods.setdefault(pod.labels.get("kubevirt.io/created-by", ""), []).append(pod)
     # The vendor evidence is cluster-wide: -A listed every launcher (target pods included), -n one namespace's.
     kubevirt = kubevirt_as_observed(env, kubevirt, launchers + (reader.migration_target_pods() if namespace else []),
                                     nodes)
@@ -64,7 +61,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     room, capacity = None, NO_CAPACITY
     if o.capacity and any(v.running for v in vmis.values()):  # room matters to running VMs only
         room, capacity = capacity_room(env, reader, engine, None, uncollected)
-    result = audit_cluster(catalog, engine, node_set, analyse_common(catalog, node_set, kubevirt), vms, vmis, pods,
+    result = audit_cluster(catalog, engine, node_set, analyse_common(catalog, node_set, kubevirt), vms, vmis,
+                           launchers_by_vmi(launchers),
                            reader.cpu_profiles(vms), reader.pods_for(wanted), room)
     if not vms and o.common.fmt not in ("json", "yaml"):
         env.warn("no VirtualMachines found%s" % (" in namespace %s" % namespace if namespace else ""))

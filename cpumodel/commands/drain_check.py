@@ -11,7 +11,7 @@ from cpumodel.commands.context import (NO_CAPACITY, Common, Environment, Problem
 from cpumodel.core.api_selectors import matches, parse_selector
 from cpumodel.core.catalog import Catalog, cluster_obsolete_models
 from cpumodel.core.drain import MAINTAIN_MODE_LABEL, DrainPlanner, RunningVm, running_vms
-from cpumodel.core.migration import MigrationEngine
+from cpumodel.core.migration import MigrationEngine, launchers_by_vmi
 from cpumodel.core.nodes import split_nodes
 from cpumodel.errors import ExitCode, UsageError
 from cpumodel.output.drain_report import accepting, render_all, render_table, steps_document, to_document
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     harvester = reader.harvester_chart() is not None
     vmis = reader.vmis_on(list(o.nodes)) if o.nodes else reader.vmis()
     launchers = reader.launchers(None, vmis if o.nodes else None)
-    vms = running_vms(vmis, launchers, reader.vm_labels(MAINTAIN_MODE_LABEL), harvester)
+    vms = running_vms(vmis, launchers_by_vmi(launchers), reader.vm_labels(MAINTAIN_MODE_LABEL), harvester)
     # The vendor evidence is cluster-wide: --all listed every launcher (target pods included), NODE did not.
     kubevirt = kubevirt_as_observed(env, kubevirt, launchers + (reader.migration_target_pods() if o.nodes else []),
                                     nodes)

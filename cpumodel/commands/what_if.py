@@ -12,6 +12,7 @@ from cpumodel.commands.context import (NO_CAPACITY, Common, Environment, Problem
                                        parse_vm_reference)
 from cpumodel.core.catalog import Catalog
 from cpumodel.core.drain import MAINTAIN_MODE_LABEL
+from cpumodel.core.migration import launchers_by_vmi
 from cpumodel.core.plan import check_model, kubevirt_rejection
 from cpumodel.core.pod_affinity import terms_of
 from cpumodel.core.what_if import ADD_NODE, CLUSTER_MODEL, REMOVE_NODE, VM_MODEL, Change, Cluster, what_if
@@ -68,7 +69,7 @@ def options(args: argparse.Namespace) -> Options:
                 problems.add("--vm-model gives vm/%s two models" % found[0])
             elif found not in vm_models:
                 vm_models.append(found)
-    if not (remove or args.add_node or models or vm_models or args.vm_model):
+    if not (remove or args.add_node or models or args.vm_model):
         problems.add("name at least one change: --remove-node NODE, --add-node FILE, --cluster-model MODEL or "
                      "--vm-model vm/NAME=MODEL")
     problems.raise_any()
@@ -151,9 +152,6 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     launchers = reader.launchers(None)
     kubevirt_as_observed(env, kubevirt, launchers, nodes)  # its note; each version is judged on its own nodes
     harvester = reader.harvester_chart() is not None
-    by_vmi: Dict[str, list] = {}
-    for pod in launchers:
-        by_vmi.setdefault(pod.labels.get("kubevirt.io/created-by", ""), []).append(pod)
     wanted = [(t, vm.namespace) for vm in vms for t in terms_of(vm, vmis.get((vm.namespace, vm.name)))]
     wanted += [(t, v.namespace) for v in vmis.values() if v.running for t in v.pod_terms]
     uncollected = note_uncollected(env, reader.source)
@@ -162,7 +160,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         by_name = {n.name: n for n in nodes}
         by_name.update(added)
         usage, capacity = node_usage(env, reader, by_name, None, uncollected)
-    cluster = Cluster(tuple(nodes), kubevirt, tuple(vms), vmis, by_vmi, profiles, reader.pods_for(wanted),
+    cluster = Cluster(tuple(nodes), kubevirt, tuple(vms), vmis, launchers_by_vmi(launchers), profiles,
+                      reader.pods_for(wanted),
                       {(vm.namespace, vm.name): vm.labels[MAINTAIN_MODE_LABEL] for vm in vms
                        if MAINTAIN_MODE_LABEL in vm.labels}, harvester, usage)
     result = what_if(Catalog.load(), cluster, changes, added, launchers)

@@ -147,13 +147,10 @@ class RunningVm:
     maintain_mode: Optional[str]
 
 
-def running_vms(vmis: Sequence[VirtualMachineInstance], pods: Sequence[Pod],
+def running_vms(vmis: Sequence[VirtualMachineInstance], by_vmi: Mapping[str, Sequence[Pod]],
                 maintain_modes: Mapping[Tuple[str, str], str], harvester: bool) -> List[RunningVm]:
-    """The running VMIs with their current launcher pod and maintain-mode strategy (Harvester's default when
-    the VM has no label: `Migrate`)."""
-    by_vmi: Dict[str, List[Pod]] = {}
-    for pod in pods:
-        by_vmi.setdefault(pod.labels.get("kubevirt.io/created-by", ""), []).append(pod)
+    """The running VMIs with their current launcher pod (`by_vmi`: launchers_by_vmi) and maintain-mode strategy
+    (Harvester's default when the VM has no label: `Migrate`)."""
     default = HARVESTER_DEFAULT_MAINTAIN_MODE if harvester else None
     return [RunningVm(v, current_launcher(v, by_vmi.get(v.uid, [])), maintain_modes.get((v.namespace, v.name), default))
             for v in vmis if v.running]

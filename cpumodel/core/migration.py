@@ -115,6 +115,15 @@ def situation(state: VmState, nodes: Dict[str, Node], kubevirt: Optional[KubeVir
                      state.placements, base.labels if base is not None else {})
 
 
+def launchers_by_vmi(pods: Sequence[Pod]) -> Dict[str, List[Pod]]:
+    """virt-launcher pods (current and migration targets) by the uid of their VMI: KubeVirt labels each with it
+    (`kubevirt.io/created-by`)."""
+    found: Dict[str, List[Pod]] = {}
+    for pod in pods:
+        found.setdefault(pod.labels.get("kubevirt.io/created-by", ""), []).append(pod)
+    return found
+
+
 def current_launcher(vmi: VirtualMachineInstance, pods: Sequence[Pod]) -> Optional[Pod]:
     """KubeVirt's CurrentVMIPod: the VMI's launcher pod on status.nodeName, newest first (kubevirt-rules §3.5)."""
     own = [p for p in pods if p.node_name == vmi.node_name and (not p.owner_uids or vmi.uid in p.owner_uids)]

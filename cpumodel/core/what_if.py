@@ -127,8 +127,7 @@ def look(catalog: Catalog, cluster: Cluster, pods: Sequence[Pod], views: CpuView
     audited = audit_each(auditor, nearby, cluster.vms, cluster.vmis, cluster.launchers, cluster.profiles)
     planner = DrainPlanner(catalog, engine, cluster_obsolete_models(kubevirt), cluster.nearby)
     on_node: Dict[str, list] = {}
-    running = running_vms(list(cluster.vmis.values()), [p for group in cluster.launchers.values() for p in group],
-                          cluster.maintain_modes, cluster.harvester)
+    running = running_vms(list(cluster.vmis.values()), cluster.launchers, cluster.maintain_modes, cluster.harvester)
     for vm in running:
         on_node.setdefault(vm.vmi.node_name or "", []).append(vm)
     actions: Dict[Tuple[str, str], str] = {}
@@ -176,8 +175,9 @@ class DrainChange:
 
     @property
     def changed(self) -> bool:
-        return (self.before is None) != (self.after is None) or (
-            self.before is not None and self.after is not None and bool(self.before.blocked) != bool(self.after.blocked))
+        if self.before is None or self.after is None:
+            return (self.before is None) != (self.after is None)
+        return bool(self.before.blocked) != bool(self.after.blocked)
 
     @property
     def now_blocks(self) -> bool:

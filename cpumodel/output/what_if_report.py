@@ -88,15 +88,19 @@ def _risks(v: VmChange) -> str:
     return ", ".join(moved) or ", ".join(v.after.codes) or "-"
 
 
-def _drain_text(d: Optional[DrainOutlook], node: str, changes: Sequence[Change], kind: str) -> str:
+def _drain_text(d: Optional[DrainOutlook], absent: bool, missing: str) -> str:
+    """One side of a node's drain; `absent`: the change removed (after) or added (before) the node, as `missing`
+    says."""
     if d is None:
-        return "(removed)" if any(c.kind == kind and c.node == node for c in changes) else "(not VM-capable)"
+        return missing if absent else "(not VM-capable)"
     if not d.blocked:
         return "drains"
     return "blocks: %s" % brief_list(["%s/%s" % vm for vm in d.blocked], BLOCKED_SHOWN)
 
 
 def render_table(result: WhatIfResult, style: TableStyle) -> str:
+    removed = {c.node for c in result.changes if c.kind == REMOVE_NODE}
+    added = {c.node for c in result.changes if c.kind == ADD_NODE}
     out = [section("Changes:", "".join("  %s\n" % change_text(c) for c in result.changes)), "\n"]
     b, a = result.before, result.after
     rows = [["", "BEFORE", "AFTER"],
@@ -116,7 +120,6 @@ def render_table(result: WhatIfResult, style: TableStyle) -> str:
     if not style.wide and sum(1 for v in result.vms if _reach_only(v)) > REACH_ONLY_LISTED:
         listed, rest = [v for v in result.vms if not _reach_only(v)], [v for v in result.vms if _reach_only(v)]
     if listed:
-        removed = {c.node for c in result.changes if c.kind == REMOVE_NODE}
         rows = [["%s/%s" % (v.namespace, v.vm), v.node + (" (removed)" if v.node in removed else "") if v.node
                  else "(stopped)", _arrow(v.before.reach, v.after.reach),
                  _arrow(v.before.action, v.after.action), _risks(v),
@@ -136,8 +139,8 @@ def render_table(result: WhatIfResult, style: TableStyle) -> str:
         out.append("\nNo VM's reach, drain action or risks change.\n")
     changed = [d for d in result.drains if d.changed]
     if changed:
-        rows = [[d.node, _drain_text(d.before, d.node, result.changes, ADD_NODE).replace("removed", "added"),
-                 _drain_text(d.after, d.node, result.changes, REMOVE_NODE)] for d in changed]
+        rows = [[d.node, _drain_text(d.before, d.node in added, "(added)"),
+                 _drain_text(d.after, d.node in removed, "(removed)")] for d in changed]
         out.append("\n" + table(["NODE", "DRAIN BEFORE", "DRAIN AFTER"], rows, style))
     else:
         out.append("\nEvery node's drain blocks or not as before.\n")
