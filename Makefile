@@ -30,6 +30,8 @@ demo: $(VENV)/.installed
 	@echo
 	$(PLUGIN) audit -A -f $(DEMO)
 	@echo
+	$(PLUGIN) upgrade-check -f $(DEMO)
+	@echo
 	$(PLUGIN) what-if --remove-node hv-04 -f $(DEMO)
 	@echo
 	$(PLUGIN) set --cluster Skylake-Server-IBRS --dry-run=client -f $(DEMO)

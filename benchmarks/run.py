@@ -46,13 +46,14 @@ ROOM_TARGETS = {"drain-check NODE with room (100 VMs)": (0.5, LABELS_AND_PODS, 0
 TARGETS = {"common": (0.25, LABELS, 0.25), "diff (matrix)": (0.35, LABELS, 0.35),
            "why-not vm/x": (0.35, LABELS, 0.35), "drain-check NODE (100 VMs)": (0.4, LABELS, 0.5),
            "audit -A": (0.5, LABELS_AND_VMIS, 0.5), "drain-check --all": (1.0, LABELS_AND_VMIS, 0.5),
-           "what-if (one node removed)": (1.5, LABELS_AND_VMIS, 0.5)}
+           "what-if (one node removed)": (1.5, LABELS_AND_VMIS, 0.5),
+           "upgrade-check --to": (1.5, LABELS_AND_VMIS, 0.5)}
 # The worst case (--worst: every node its own CPU features, VMs with inherited selectors), issue "cost grows with
 # labels": at the largest size these wall targets, and every command's peak RSS within WORST_RSS of the larger of
 # the two kubectl baselines' peaks; at the sizes below, every command within 1.0x of its baseline in both.
 WORST_TARGETS = {"common": (0.25, LABELS), "why-not vm/x": (0.35, LABELS), "drain-check NODE (100 VMs)": (0.4, LABELS),
                  "audit -A": (0.5, LABELS_AND_VMIS), "drain-check --all": (1.0, LABELS_AND_VMIS),
-                 "what-if (one node removed)": (1.5, LABELS_AND_VMIS)}
+                 "what-if (one node removed)": (1.5, LABELS_AND_VMIS), "upgrade-check --to": (1.5, LABELS_AND_VMIS)}
 WORST_RSS = 0.5
 # Small clusters, where start-up is most of the wait: wall time only (issue "Fast on real clusters").
 SMALL = 20
@@ -210,6 +211,8 @@ def bench_size(nodes: int, vms: int, repeat: int, kubectl: str, plugin: List[str
                 ("drain-check --all with room", plugin + ["drain-check", "--all"]),
                 ("what-if (one node removed)", plugin + ["what-if", "--remove-node", "node-00001", "--no-capacity"]),
                 ("what-if (one node removed) with room", plugin + ["what-if", "--remove-node", "node-00001"]),
+                # issue "upgrade-check": drain-check --all in the platform's order under the target's rules.
+                ("upgrade-check --to", plugin + ["upgrade-check", "--to", "v1.9.0", "--no-capacity"]),
                 (LABELS, [kubectl, "get", "nodes", "--show-labels", "--cache-dir", tmp + "/c"]),
                 ("kubectl get vmis -A", [kubectl, "get", "vmis", "-A", "--cache-dir", tmp + "/c"]),
                 ("kubectl get pods -A", [kubectl, "get", "pods", "-A", "--cache-dir", tmp + "/c"]),

@@ -94,6 +94,11 @@ class Node:
     taints: Tuple[Taint, ...] = ()
     # status.allocatable as the scheduler counts it (cpu in millicores, the rest in units); empty: not known
     allocatable: Mapping[str, int] = field(default_factory=dict)
+    machine: Optional[str] = None  # annotation cluster.x-k8s.io/machine: the Cluster API Machine behind it (Rancher)
+    created: str = ""  # metadata.creationTimestamp (RFC 3339, so it sorts as text)
+
+
+MACHINE_ANNOTATION = "cluster.x-k8s.io/machine"
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,7 @@ class KubeVirtConfig:
     hco_owner: Optional[str] = None  # the HyperConverged CR that owns this one (OpenShift Virtualization)
     model_owner: Optional[FieldRef] = None  # where the cluster default is owned, when not in this CR
     vendor_rule: Optional[bool] = None  # seen on a migration target pod; None: decided by the version
+    machine_type_rule: Optional[bool] = None  # None: decided by the version (upgrade-check sets it)
 
     @property
     def model_field(self) -> FieldRef:
@@ -162,6 +168,8 @@ def parse_node(raw: dict) -> Node:
         taints=tuple(Taint(str(t.get("key", "")), str(t.get("value") or ""), str(t.get("effect", "")))
                      for t in _dicts(_get(raw, "spec", "taints"))),
         allocatable=resource_list(_get(raw, "status", "allocatable")),
+        machine=_dict(meta.get("annotations")).get(MACHINE_ANNOTATION) or None,
+        created=str(meta.get("creationTimestamp") or ""),
     )
 
 
@@ -214,6 +222,7 @@ class HyperConverged:
     cpu_model: Optional[str]
     obsolete_cpu_models: frozenset  # added by the user to HCO's own built-in list
     model_path: Tuple[str, ...]
+    version: Optional[str] = None  # status.versions "operator": the OpenShift Virtualization release
 
     @property
     def model_field(self) -> FieldRef:
@@ -248,6 +257,8 @@ def parse_hyperconverged(raw: dict) -> HyperConverged:
         obsolete_cpu_models=frozenset(str(m) for m in obsolete if isinstance(m, str)) if isinstance(obsolete, list)
         else frozenset(),
         model_path=model_path,
+        version=next((str(v.get("version")) for v in _dicts(_get(raw, "status", "versions"))
+                      if v.get("name") == "operator" and v.get("version")), None),
     )
 
 

@@ -20,7 +20,8 @@ from cpumodel.errors import UsageError
 COMMANDS = {"diff": "cpumodel.commands.diff", "common": "cpumodel.commands.common",
             "why-not": "cpumodel.commands.why_not", "set": "cpumodel.commands.set_model",
             "drain-check": "cpumodel.commands.drain_check", "audit": "cpumodel.commands.audit",
-            "watch-drain": "cpumodel.commands.watch_drain", "what-if": "cpumodel.commands.what_if"}
+            "watch-drain": "cpumodel.commands.watch_drain", "what-if": "cpumodel.commands.what_if",
+            "upgrade-check": "cpumodel.commands.upgrade_check"}
 GLOBAL_DEFAULTS = {"kubeconfig": None, "context": None, "namespace": None, "request_timeout": "0",
                    "filename": None, "output": "table", "v": 0, "no_headers": False, "max_input_size": "1Gi",
                    "kube_cluster": None, "user": None, "server": None, "token": None, "certificate_authority": None,
@@ -43,6 +44,7 @@ EPILOG = """examples:
   kubectl cpumodel audit -A
   kubectl cpumodel watch-drain node-a
   kubectl cpumodel what-if --remove-node node-c
+  kubectl cpumodel upgrade-check --to v1.9.0
   kubectl cpumodel common
   kubectl cpumodel diff node-a node-b
   kubectl cpumodel why-not vm/web-1 node-b -n prod
@@ -301,6 +303,24 @@ def add_what_if(subparsers, parents) -> None:
     add_no_capacity(p)
 
 
+def add_upgrade_check(subparsers, parents) -> None:
+    p = subparsers.add_parser("upgrade-check", parents=parents, help="Before an upgrade: which VMs move, stop or "
+                                                                      "hang it, and the target release's traps",
+                              description="Drains every VM-capable node alone, in the order the platform upgrades "
+                                          "nodes (Harvester: Rancher's etcd, control-plane, worker tiers; OpenShift: "
+                                          "the Machine Config Operator's), and says what the platform does to each VM: "
+                                          "migrate, shut down, hang the drain, or stop it (Harvester from v1.7). With "
+                                          "--to, the drains run under the target's KubeVirt rules and the target's "
+                                          "traps are checked: the same-vendor rule, obsolete models, machine-type "
+                                          "selection, known CPU feature changes and the upgrade path. One "
+                                          "'<title>: Pass|Warn|Fail' line per check, then the VMs, nodes and fixes "
+                                          "behind each Warn or Fail.")
+    p.add_argument("--to", metavar="VERSION",
+                   help="The target release: Harvester's on Harvester (e.g. v1.9.0), KubeVirt's elsewhere")
+    p.add_argument("--exit-code", action="store_true", help="Exit 3 if any check fails")
+    add_no_capacity(p)
+
+
 def build_parser(prog: str = "kubectl cpumodel", output=None) -> argparse.ArgumentParser:
     parents = [global_flags()]
     parser = Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG, parents=parents, allow_abbrev=False,
@@ -308,7 +328,8 @@ def build_parser(prog: str = "kubectl cpumodel", output=None) -> argparse.Argume
     parser.add_argument("--version", action="version", version="kubectl-cpumodel %s" % __version__)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
                                        parser_class=lambda **kw: Parser(output=output, allow_abbrev=False, **kw))
-    for add in (add_diff, add_common, add_why_not, add_set, add_drain_check, add_audit, add_watch_drain, add_what_if):
+    for add in (add_diff, add_common, add_why_not, add_set, add_drain_check, add_audit, add_watch_drain, add_what_if,
+                add_upgrade_check):
         add(subparsers, parents)
     return parser
 

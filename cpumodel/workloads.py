@@ -92,6 +92,8 @@ class VirtualMachineInstance:
     pod_terms: Tuple[PodAffinityTerm, ...] = ()
     evacuation_node: Optional[str] = None  # status.evacuationNodeName: evicted from this node, to be migrated
     migration_progress: str = ""  # status.migrationState as it stands (what watch-drain sees advance)
+    host_devices: bool = False  # spec.domain.devices hostDevices or gpus: passed-through devices
+    cdrom_or_container_disk: bool = False  # a CD-ROM disk or a containerDisk volume
 
     @property
     def running(self) -> bool:
@@ -326,6 +328,9 @@ def parse_vmi(raw: dict) -> VirtualMachineInstance:
         pod_terms=_pod_terms(spec.get("affinity")),
         evacuation_node=status.get("evacuationNodeName") or None,
         migration_progress=_fingerprint(status.get("migrationState")),
+        host_devices=bool(_get(spec, "domain", "devices", "hostDevices") or _get(spec, "domain", "devices", "gpus")),
+        cdrom_or_container_disk=any("cdrom" in d for d in _dicts(_get(spec, "domain", "devices", "disks")))
+        or any("containerDisk" in v for v in _dicts(spec.get("volumes"))),
     )
 
 

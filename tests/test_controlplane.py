@@ -647,3 +647,23 @@ def test_what_if_equals_the_change_made_on_the_real_server(real, tmp_path, seed)
     real.load(after)
     check_answers(doc, before, answers(real.json))
     assert doc["vms"] and doc["lost"]
+
+
+def test_upgrade_check_on_the_real_server(real):
+    """upgrade-check read from the real kube-apiserver (no Setting CRD there: the release comes from the
+    ManagedChart) equals offline on its objects: the vendor rule Harvester v1.7.2 brings stops a VM."""
+    from test_drain_audit import running
+    from test_upgrade_check import AMD, INTEL, checks, harvester, node
+
+    objs = harvester("v1.7.1", "v1.6.3", [node("intel-1", INTEL, machine="custom-2"),
+                                          node("amd-1", AMD, "EPYC-Rome", "AMD", machine="custom-1")])
+    objs += running("app-1", "intel-1", model="Westmere") + running("app-2", "amd-1", model="Westmere")
+    real.load(objs)
+    args = ["upgrade-check", "--to", "v1.7.2"]
+    doc = real.json(args)
+    assert doc == offline_json(real.snapshot(), args)
+    assert doc["order"] == ["amd-1", "intel-1"]
+    # Each VM is alone with its vendor: both migrate to the other node today, neither can under v1.7.2 (in
+    # the order of the steps: amd-1's Machine first).
+    assert checks(doc)["vendor-rule"]["vms"] == checks(doc)["drain-stopped"]["vms"] == ["default/app-2",
+                                                                                          "default/app-1"]

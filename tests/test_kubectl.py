@@ -49,8 +49,10 @@ def complete(kubectl, *words):
 
 def test_completion_through_kubectl(kubectl):
     words, directive = complete(kubectl, "")
-    assert words == ["audit", "common", "diff", "drain-check", "set", "watch-drain", "what-if", "why-not"] \
-        and directive == ":4"
+    assert words == ["audit", "common", "diff", "drain-check", "set", "upgrade-check", "watch-drain", "what-if",
+                     "why-not"] and directive == ":4"
+    words, _ = complete(kubectl, "upgrade-check", "--")
+    assert "--to" in words and "--exit-code" in words
     words, _ = complete(kubectl, "why-not", "--exit")
     assert words == ["--exit-code"]
     words, _ = complete(kubectl, "common", "-o", "")

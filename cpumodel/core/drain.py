@@ -43,6 +43,7 @@ class Action(str, enum.Enum):
     SHUTDOWN = "shutdown"
     BLOCKED = "blocked"
     EXTERNAL = "external"
+    STOPPED = "stopped"  # upgrade-check: the platform stops a VM whose evacuation failed (Harvester ≥ v1.7)
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class DrainResult:
     def summary(self) -> Dict[str, int]:
         counts = {action.value: 0 for action in (Action.MIGRATE, Action.SHUTDOWN, Action.BLOCKED, Action.EXTERNAL)}
         for vm in self.vms:
-            counts[vm.action.value] += 1
+            counts[vm.action.value] = counts.get(vm.action.value, 0) + 1
         return counts
 
     @property

@@ -217,7 +217,9 @@ def _render(vmi: VirtualMachineInstance, vm: Optional[VirtualMachine], kubevirt:
     model = vmi.cpu_model
     if is_named_model(model):
         pod.require(L.CPU_MODEL + model, "true", model_origin(vm, kubevirt, model))  # type: ignore[operator]
-    if vmi.machine_type and has_machine_type_rule(version):
+    machine_rule = kubevirt.machine_type_rule if kubevirt is not None and kubevirt.machine_type_rule is not None \
+        else has_machine_type_rule(version)
+    if vmi.machine_type and machine_rule:
         pod.require(L.MACHINE_TYPE + vmi.machine_type, "true",
                     "the VM's resolved machine type %s (status.machine.type)" % vmi.machine_type)
     for feature in vmi.cpu_features:

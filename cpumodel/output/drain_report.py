@@ -7,6 +7,7 @@ from cpumodel.core.capacity import Request
 from cpumodel.core.drain import Action, DrainResult, Fix, VmDrain
 from cpumodel.output.render import LazyList, TableStyle, brief_list, plural, report, section, table
 
+DRAIN_ACTIONS = ("migrate", "shutdown", "blocked", "external")  # a drain's (stopped is the upgrade's)
 TARGETS_SHOWN = 3  # in a table row
 TARGETS_LISTED_PER_STEP = 10  # in --all documents, where thousands of VMs could each name thousands of nodes
 
@@ -52,7 +53,7 @@ def _step_doc(s: DrainResult) -> Dict[str, Any]:
 
 def steps_document(steps: Sequence[DrainResult], uncollected: Sequence[str] = (),
                    capacity: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    total = {k: sum(s.summary[k] for s in steps) for k in (a.value for a in Action)}
+    total = {k: sum(s.summary[k] for s in steps) for k in DRAIN_ACTIONS}
     return report("DrainCheckAllReport", {
         "steps": LazyList(steps, _step_doc),
         "summary": total,

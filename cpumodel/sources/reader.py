@@ -125,6 +125,32 @@ class ClusterReader:
         except NotFound:
             return None
 
+    def harvester_version(self) -> Optional[str]:
+        """Harvester's release: the chart version of its ManagedChart (upgrades bump it with the release), else
+        its `server-version` Setting (value, else default) -- read only on a cluster with that ManagedChart, so a
+        cluster without Harvester's API is not asked for it; None when neither names a release."""
+        from cpumodel.objects import parse_version
+
+        def release(text: Any) -> Optional[str]:
+            if isinstance(text, str) and parse_version(text) and "dev" not in text and "head" not in text:
+                return text if text.startswith("v") else "v" + text
+            return None
+
+        chart = self.optional("Harvester's ManagedChart", self.harvester_chart, None)
+        if chart is None:
+            return None
+        found = release((chart.get("spec") or {}).get("version"))
+        if found:
+            return found
+
+        def setting() -> Dict[str, Any]:
+            try:
+                return self.source.get(r.SETTINGS, None, "server-version")
+            except NotFound:
+                return {}
+        raw = self.optional("Harvester's server-version Setting", setting, {})
+        return release(raw.get("value")) or release(raw.get("default"))
+
     # ---- VMs ------------------------------------------------------------------------
     def find_vm_namespace(self, kind: str, name: str, all_namespaces: bool = False) -> str:
         """-n, else the default namespace; with -A (and offline without -n), the one namespace holding that name."""

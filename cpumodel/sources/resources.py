@@ -68,5 +68,6 @@ CLUSTER_PREFERENCES = Resource("virtualmachineclusterpreferences", "instancetype
                                "VirtualMachineClusterPreference", False)
 CONTROLLER_REVISIONS = Resource("controllerrevisions", "apps", "v1", "ControllerRevision", True)
 MANAGEDCHARTS = Resource("managedcharts", "management.cattle.io", "v3", "ManagedChart", True)
+SETTINGS = Resource("settings", "harvesterhci.io", "v1beta1", "Setting", False)  # Harvester's settings
 VM_RESTART = "restart"  # subresources.kubevirt.io/v1 virtualmachines/{name}/restart
 SUBRESOURCES_GROUP_VERSION = "subresources.kubevirt.io/v1"
