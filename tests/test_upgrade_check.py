@@ -6,12 +6,13 @@ import json
 import pytest
 import yaml
 
-from conftest import DEMO, base_env, run_cli, run_json
+from conftest import DEMO, ROOT, base_env, run_cli, run_json
 from test_drain_audit import CASCADE, running
 from testkit import kubevirt as kv
 from testkit.fakekube import FakeKube, serve
 from testkit.harness import write_kubeconfig
 
+SUPPORT_BUNDLE = ROOT + "/examples/supportbundle_demo.zip"
 INTEL = CASCADE + ["Westmere"]
 AMD = ["EPYC-Rome", "Westmere"]
 
@@ -194,10 +195,17 @@ def test_known_feature_changes(tmp_path):
     # ipred-ctrl (v1.5 -> v1.6, Sapphire/Emerald Rapids hosts): host-model VMs are warned about.
     objs = harvester("v1.5.2", "v1.4.1", [node("sr-1", CASCADE, "SapphireRapids"), node("sr-2", CASCADE,
                                                                                        "SapphireRapids")])
-    objs += running("hm-1", "sr-1")
+    objs += running("hm-1", "sr-1") + running("named-1", "sr-2", model="Cascadelake-Server")
+    objs.append(node("cl-1"))
+    objs += running("hm-2", "cl-1")  # its first migration takes cl-1's features, not a Sapphire Rapids node's
     doc = run_json(["upgrade-check", "--to", "v1.6.0", "-f", write(tmp_path, objs)], offline=True)
     c = checks(doc)["feature-changes"]
     assert (c["status"], c["vms"]) == ("warn", ["default/hm-1"]) and "ipred-ctrl" in c["message"]
+
+
+def test_a_support_bundle():
+    doc = run_json(["upgrade-check", "-f", SUPPORT_BUNDLE], offline=True)
+    assert doc["platform"] == "harvester" and doc["steps"] and len(doc["checks"]) == 8
 
 
 def test_upgrade_paths(tmp_path):

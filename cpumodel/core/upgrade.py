@@ -93,12 +93,12 @@ def upgrade_order(platform: Optional[str], nodes: Sequence[Node]) -> Tuple[List[
 
 
 # ---- what the platform does to a VM -------------------------------------------------------------------------
-def harvester_shutdown_reason(vmi: VirtualMachineInstance, scripts: Optional[Version], nodes: Sequence[Node]
+def harvester_shutdown_reason(vmi: VirtualMachineInstance, scripts: Optional[Version], others: Sequence[Node]
                               ) -> Optional[str]:
-    """Why Harvester's pre-drain shuts this VM down before the drain (vm-live-migrate-detector), or None."""
+    """Why Harvester's pre-drain shuts this VM down before the drain (vm-live-migrate-detector), or None.
+    `others`: the nodes that are not witness nodes."""
     if scripts is None or scripts < HARVESTER_DETECTOR_SINCE:
         return None
-    others = [n for n in nodes if HARVESTER_WITNESS_LABEL not in n.labels]
     if len(others) == 1:
         return "the cluster has one node besides witness nodes"
     if vmi.node_selector:
@@ -123,11 +123,12 @@ def upgrade_steps(planner: DrainPlanner, order: Sequence[str], running: Sequence
     for vm in running:
         on_node.setdefault(vm.vmi.node_name or "", []).append(vm)
     harvester = upgrade.platform == HARVESTER
+    others = [n for n in nodes if HARVESTER_WITNESS_LABEL not in n.labels]
     steps = []
     for node in (n for n in order if n in capable):
         here, shut = [], []
         for vm in on_node.get(node, []):
-            reason = harvester_shutdown_reason(vm.vmi, upgrade.scripts, nodes) if harvester else None
+            reason = harvester_shutdown_reason(vm.vmi, upgrade.scripts, others) if harvester else None
             (shut if reason else here).append((vm, reason))
         step = planner.check((node,), [vm for vm, _ in here], room)
         vms = list(step.vms)
@@ -389,7 +390,8 @@ def feature_check(upgrade: Upgrade, running: Sequence[RunningVm], nodes: Sequenc
             hit_nodes = {n.name for n in nodes if any(k.startswith(L.HOST_MODEL_CPU) and
                                                       k[len(L.HOST_MODEL_CPU):].startswith(rule.host_models)
                                                       for k in n.labels)}
-            vms = [v for v in running if vms_model(v.vmi) == "host-model" and hit_nodes]
+            # The source node's required features become the VM's selectors at its first migration (§3).
+            vms = [v for v in running if vms_model(v.vmi) == "host-model" and v.vmi.node_name in hit_nodes]
         if vms:
             hits.append(Check("feature-changes", rule.status, TITLES["feature-changes"],
                               "%s (%s): %d VM(s)" % (rule.message, rule.id, len(vms)),
