@@ -19,7 +19,7 @@ from cpumodel.core.catalog import obsolete_models
 from cpumodel.core.drain import (Action, DrainPlanner, DrainResult, DrainWarning, RunningVm, Targets, VmDrain,
                                  eviction_strategy)
 from cpumodel.core.launcher_pod import NEWEST_RULES, has_machine_type_rule, has_vendor_rule
-from cpumodel.core.platform import HARVESTER, KUBEVIRT, OPENSHIFT
+from cpumodel.core.platform import HARVESTER, OPENSHIFT
 from cpumodel.core.releases import (FEATURE_RULES, HARVESTER_DETECTOR_MEDIA, HARVESTER_DETECTOR_SINCE,
                                     HARVESTER_MIN_UPGRADABLE, HARVESTER_STOPS_FAILED_EVACUATION,
                                     HARVESTER_WITNESS_LABEL, Version, canonical, version_of)
@@ -263,9 +263,6 @@ def _release_text(upgrade: Upgrade) -> str:
     return release.version or "?"
 
 
-RuleBlame = Callable[[Optional[str]], bool]
-
-
 def blamed(steps: Sequence[DrainResult], now: DrainPlanner, running: Mapping[Tuple[str, str], RunningVm],
            prefix: str) -> List[Tuple[str, VmDrain]]:
     """The VMs the drains under the target's rules leave with no target, with a blocking key of this family,
@@ -443,6 +440,3 @@ def summary(checks: Sequence[Check]) -> Dict[str, int]:
     for c in checks:
         counts[c.status] += 1
     return counts
-
-
-PLATFORMS = (HARVESTER, OPENSHIFT, KUBEVIRT)
