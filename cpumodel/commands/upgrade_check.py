@@ -11,8 +11,10 @@ from cpumodel.commands.context import (NO_CAPACITY, Common, Environment, Problem
                                        emit, kubevirt_as_observed, note_skipped, note_uncollected, open_source)
 from cpumodel.core import labels as L
 from cpumodel.core import upgrade as U
-from cpumodel.core.catalog import Catalog, cluster_obsolete_models
+from cpumodel.core.catalog import Catalog, cluster_obsolete_models, obsolete_models
 from cpumodel.core.drain import DrainPlanner, running_vms
+from cpumodel.core.launcher_pod import (NEWEST_RULES, has_machine_type_rule, has_vendor_rule,
+                                        machine_type_rule_in_effect, vendor_rule_in_effect)
 from cpumodel.core.migration import MigrationEngine, launchers_by_vmi
 from cpumodel.core.nodes import CpuViews
 from cpumodel.core.platform import HARVESTER, OPENSHIFT
@@ -114,11 +116,10 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     order, order_note = U.upgrade_order(platform, nodes)
     steps = U.upgrade_steps(planner, order, running, room, upgrade, nodes)
     checks = U.drain_checks(steps, upgrade)
-    checks += rule_checks(upgrade, kubevirt, during, nodes, views, catalog, nearby, steps, running, note,
-                          vmis)
+    checks += rule_checks(upgrade, kubevirt, during, nodes, views, catalog, nearby, steps, running, vmis)
     specs = vm_specs(reader, vmis) if needs_vms(upgrade, kubevirt) else ([], {}, {})
     checks.append(U.obsolete_check(upgrade, kubevirt, *specs, nodes))
-    checks.append(U.feature_check(upgrade, running, nodes, lambda vmi: vmi.cpu_model))
+    checks.append(U.feature_check(upgrade, running, nodes))
     checks.append(U.path_check(upgrade))
     checks.sort(key=lambda c: list(U.TITLES).index(c.id))
     note_skipped(env, reader)
@@ -129,21 +130,19 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     return ExitCode.BLOCKED if o.exit_code and failed else ExitCode.OK
 
 
-def rule_checks(upgrade: U.Upgrade, kubevirt, during, nodes, views, catalog, nearby, steps, running, note, vmis
+def rule_checks(upgrade: U.Upgrade, kubevirt, during, nodes, views, catalog, nearby, steps, running, vmis
                 ) -> List[U.Check]:
     """vendor-rule and machine-type: the VMs the target's rules leave without a target that migrate today. The
     drains under the running rules are asked only of those VMs, and only for a rule the target adds."""
-    from cpumodel.core.launcher_pod import NEWEST_RULES, has_machine_type_rule, has_vendor_rule
-
     target = upgrade.target
     known = target is not None and target.kubevirt is not None
     adds_vendor = known and has_vendor_rule(target.kubevirt_version or NEWEST_RULES)
-    vendor_now = U.vendor_rule_now(kubevirt)
-    machine_now = has_machine_type_rule((kubevirt.release if kubevirt else None) or NEWEST_RULES)
+    vendor_now = vendor_rule_in_effect(kubevirt, kubevirt.release or NEWEST_RULES)
+    machine_now = has_machine_type_rule(kubevirt.release or NEWEST_RULES)
     wanted = [prefix for prefix, needed in (
         (L.CPU_VENDOR, adds_vendor and not vendor_now),
-        (L.MACHINE_TYPE, known and not machine_now and during is not None and during.machine_type_rule is not False
-         and has_machine_type_rule(target.kubevirt_version or NEWEST_RULES))) if needed]
+        (L.MACHINE_TYPE, known and not machine_now
+         and machine_type_rule_in_effect(during, target.kubevirt_version or NEWEST_RULES))) if needed]
     losers = {}
     if wanted:
         now = DrainPlanner(catalog, MigrationEngine(nodes, kubevirt, views), cluster_obsolete_models(kubevirt), nearby)
@@ -151,14 +150,11 @@ def rule_checks(upgrade: U.Upgrade, kubevirt, during, nodes, views, catalog, nea
         losers = {prefix: U.blamed(steps, now, by_key, prefix) for prefix in wanted}
     return [U.rule_check("vendor-rule", adds_vendor, vendor_now, upgrade, losers.get(L.CPU_VENDOR, []),
                          "the source node's CPU vendor to migration target pods (cpu-vendor.node.kubevirt.io/<vendor>)"),
-            U.machine_type_check(upgrade, kubevirt, losers.get(L.MACHINE_TYPE, []), note, vmis)]
+            U.machine_type_check(upgrade, kubevirt, during, losers.get(L.MACHINE_TYPE, []), vmis)]
 
 
 def needs_vms(upgrade: U.Upgrade, kubevirt) -> bool:
     """The VM specs are read only when the target's default obsolete list grows (the check looks at them)."""
-    from cpumodel.core.catalog import obsolete_models
-    from cpumodel.core.launcher_pod import NEWEST_RULES
-
     target = upgrade.target
     if target is None or target.kubevirt is None or kubevirt.obsolete_cpu_models is not None:
         return False

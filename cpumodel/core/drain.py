@@ -183,9 +183,9 @@ class DrainPlanner:
         """`pods`: those the VMs' pod (anti-)affinity terms look at."""
         self.catalog, self.engine, self.obsolete = catalog, engine, obsolete
         self.nearby = NearbyPods(pods, engine.by_name)
-        capable = {n.name for n in split_nodes(engine.nodes, engine.cpu).capable}
+        self.capable = frozenset(n.name for n in split_nodes(engine.nodes, engine.cpu).capable)
         # Targets are VM-capable, schedulable and Ready; a step also leaves out the drained nodes.
-        self.eligible = frozenset(n.name for n in engine.nodes if n.name in capable and not n.unschedulable
+        self.eligible = frozenset(n.name for n in engine.nodes if n.name in self.capable and not n.unschedulable
                                   and n.ready is not False)
         self._warned: Dict[tuple, Tuple[DrainWarning, ...]] = {}
         self._offered: Optional[FrozenSet[str]] = None

@@ -147,6 +147,20 @@ def has_machine_type_rule(version: Version) -> bool:
     return version >= (1, 5, 1)
 
 
+def vendor_rule_in_effect(kubevirt: Optional[KubeVirtConfig], version: Version) -> bool:
+    """The vendor rule as a target pod showed it (observe_vendor_rule), else as the version has it."""
+    if kubevirt is not None and kubevirt.vendor_rule is not None:
+        return kubevirt.vendor_rule
+    return has_vendor_rule(version)
+
+
+def machine_type_rule_in_effect(kubevirt: Optional[KubeVirtConfig], version: Version) -> bool:
+    """The machine-type selector as upgrade-check sets it, else as the version has it."""
+    if kubevirt is not None and kubevirt.machine_type_rule is not None:
+        return kubevirt.machine_type_rule
+    return has_machine_type_rule(version)
+
+
 MIGRATION_JOB_LABEL = "kubevirt.io/migrationJobUID"  # on every pod KubeVirt created as a migration target
 
 
@@ -217,9 +231,7 @@ def _render(vmi: VirtualMachineInstance, vm: Optional[VirtualMachine], kubevirt:
     model = vmi.cpu_model
     if is_named_model(model):
         pod.require(L.CPU_MODEL + model, "true", model_origin(vm, kubevirt, model))  # type: ignore[operator]
-    machine_rule = kubevirt.machine_type_rule if kubevirt is not None and kubevirt.machine_type_rule is not None \
-        else has_machine_type_rule(version)
-    if vmi.machine_type and machine_rule:
+    if vmi.machine_type and machine_type_rule_in_effect(kubevirt, version):
         pod.require(L.MACHINE_TYPE + vmi.machine_type, "true",
                     "the VM's resolved machine type %s (status.machine.type)" % vmi.machine_type)
     for feature in vmi.cpu_features:
@@ -328,11 +340,7 @@ def migration_target(vmi: VirtualMachineInstance, vm: Optional[VirtualMachine], 
         pod.notes.append(unknown)
     if vmi.cpu_model == HOST_MODEL:
         _add_host_model_rule(pod, source_pod, source_node, source_cpu)
-    if kubevirt is not None and kubevirt.vendor_rule is not None:
-        vendor_rule = kubevirt.vendor_rule  # seen on a target pod: it outranks the version number
-    else:
-        vendor_rule = has_vendor_rule(version)
-    if vendor_rule:
+    if vendor_rule_in_effect(kubevirt, version):
         _add_vendor_rule(pod, source_node, source_cpu)
     return pod.freeze()
 

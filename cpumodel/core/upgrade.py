@@ -10,7 +10,7 @@ check of the rule that blocks it (vendor-rule, machine-type).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from cpumodel.core import labels as L
 from cpumodel.core.audit import cpu_choice
@@ -18,13 +18,13 @@ from cpumodel.core.capacity import Room
 from cpumodel.core.catalog import obsolete_models
 from cpumodel.core.drain import (Action, DrainPlanner, DrainResult, DrainWarning, RunningVm, Targets, VmDrain,
                                  eviction_strategy)
-from cpumodel.core.launcher_pod import NEWEST_RULES, has_machine_type_rule, has_vendor_rule
+from cpumodel.core.launcher_pod import NEWEST_RULES, has_machine_type_rule
 from cpumodel.core.platform import HARVESTER, OPENSHIFT
 from cpumodel.core.releases import (FEATURE_RULES, HARVESTER_DETECTOR_MEDIA, HARVESTER_DETECTOR_SINCE,
                                     HARVESTER_MIN_UPGRADABLE, HARVESTER_STOPS_FAILED_EVACUATION,
                                     HARVESTER_WITNESS_LABEL, Version, canonical, version_of)
 from cpumodel.core.selectors import term_matches
-from cpumodel.objects import CpuProfile, KubeVirtConfig, Node, VirtualMachine, VirtualMachineInstance
+from cpumodel.objects import HOST_MODEL, CpuProfile, KubeVirtConfig, Node, VirtualMachine, VirtualMachineInstance
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 
@@ -118,7 +118,7 @@ def harvester_shutdown_reason(vmi: VirtualMachineInstance, scripts: Optional[Ver
 def upgrade_steps(planner: DrainPlanner, order: Sequence[str], running: Sequence[RunningVm], room: Optional[Room],
                   upgrade: Upgrade, nodes: Sequence[Node]) -> List[DrainResult]:
     """drain-check of each VM-capable node alone, in the platform's order, with the platform's actions."""
-    capable = _capable(planner)
+    capable = planner.capable
     on_node: Dict[str, List[RunningVm]] = {}
     for vm in running:
         on_node.setdefault(vm.vmi.node_name or "", []).append(vm)
@@ -144,13 +144,11 @@ def upgrade_steps(planner: DrainPlanner, order: Sequence[str], running: Sequence
     return steps
 
 
-def _capable(planner: DrainPlanner) -> frozenset:
-    from cpumodel.core.nodes import split_nodes
-
-    return frozenset(n.name for n in split_nodes(planner.engine.nodes, planner.engine.cpu).capable)
-
-
 # ---- the rules during the upgrade ---------------------------------------------------------------------------
+UNLABELLED = ("no node advertises its machine types yet (machine-type.node.kubevirt.io/*, added by the target's "
+              "node-labeller)")
+
+
 def rules_during(kubevirt: Optional[KubeVirtConfig], upgrade: Upgrade, nodes: Sequence[Node]
                  ) -> Tuple[Optional[KubeVirtConfig], Optional[str]]:
     """The KubeVirt configuration the drains run under: the target's release when it is known. Machine-type
@@ -163,15 +161,8 @@ def rules_during(kubevirt: Optional[KubeVirtConfig], upgrade: Upgrade, nodes: Se
     if has_machine_type_rule(target.kubevirt_version or NEWEST_RULES) and not any(
             k.startswith(L.MACHINE_TYPE) for n in nodes for k in n.labels):
         during = replace(during, machine_type_rule=False)
-        note = ("no node advertises its machine types yet (machine-type.node.kubevirt.io/*, added by the target's "
-                "node-labeller): the machine-type selector of KubeVirt %s is left out of the drains" % target.kubevirt)
+        note = "%s: the machine-type selector of KubeVirt %s is left out of the drains" % (UNLABELLED, target.kubevirt)
     return during, note
-
-
-def vendor_rule_now(kubevirt: Optional[KubeVirtConfig]) -> bool:
-    if kubevirt is not None and kubevirt.vendor_rule is not None:
-        return kubevirt.vendor_rule
-    return has_vendor_rule((kubevirt.release if kubevirt else None) or NEWEST_RULES)
 
 
 # ---- checks -------------------------------------------------------------------------------------------------
@@ -310,12 +301,12 @@ def rule_check(id: str, adds: bool, before: bool, upgrade: Upgrade, losers: Sequ
         target.kubevirt, what))
 
 
-def machine_type_check(upgrade: Upgrade, kubevirt: Optional[KubeVirtConfig], losers, note: Optional[str],
-                       vmis: Sequence[VirtualMachineInstance]) -> Check:
+def machine_type_check(upgrade: Upgrade, kubevirt: Optional[KubeVirtConfig], during: Optional[KubeVirtConfig],
+                       losers, vmis: Sequence[VirtualMachineInstance]) -> Check:
     target = upgrade.target
     now = (kubevirt.release if kubevirt else None) or NEWEST_RULES
     adds = target is not None and has_machine_type_rule(target.kubevirt_version or NEWEST_RULES)
-    if note and adds and not has_machine_type_rule(now):
+    if during is not None and during.machine_type_rule is False and adds and not has_machine_type_rule(now):
         types: Dict[str, List[str]] = {}
         for v in vmis:
             if v.running and v.machine_type:
@@ -323,7 +314,7 @@ def machine_type_check(upgrade: Upgrade, kubevirt: Optional[KubeVirtConfig], los
         listed = "; ".join("%s: %d VM(s)" % (t, len(n)) for t, n in sorted(types.items()))
         return check("machine-type", WARN, "KubeVirt %s selects nodes by the VM's machine type, and %s; once it runs, "
                      "each VM needs a node offering its machine type (%s)" % (
-                         target.kubevirt, note.split(": ")[0], listed or "no running VM"),  # type: ignore[union-attr]
+                         target.kubevirt, UNLABELLED, listed or "no running VM"),  # type: ignore[union-attr]
                      vms=tuple(x for n in types.values() for x in n))
     return rule_check("machine-type", adds, has_machine_type_rule(now), upgrade, losers,
                       "the machine-type selector (machine-type.node.kubevirt.io/<status.machine.type>)")
@@ -367,8 +358,7 @@ def obsolete_check(upgrade: Upgrade, kubevirt: Optional[KubeVirtConfig], vms: Se
     return check("obsolete-models", PASS, "KubeVirt %s makes %s obsolete; nothing uses them" % (target.kubevirt, what))
 
 
-def feature_check(upgrade: Upgrade, running: Sequence[RunningVm], nodes: Sequence[Node],
-                  vms_model: Callable[[VirtualMachineInstance], Optional[str]]) -> Check:
+def feature_check(upgrade: Upgrade, running: Sequence[RunningVm], nodes: Sequence[Node]) -> Check:
     target = upgrade.target
     if target is None:
         return check("feature-changes", PASS, "not checked: no --to VERSION", reference="")
@@ -388,7 +378,7 @@ def feature_check(upgrade: Upgrade, running: Sequence[RunningVm], nodes: Sequenc
                                                       k[len(L.HOST_MODEL_CPU):].startswith(rule.host_models)
                                                       for k in n.labels)}
             # The source node's required features become the VM's selectors at its first migration (§3).
-            vms = [v for v in running if vms_model(v.vmi) == "host-model" and v.vmi.node_name in hit_nodes]
+            vms = [v for v in running if v.vmi.cpu_model == HOST_MODEL and v.vmi.node_name in hit_nodes]
         if vms:
             hits.append(Check("feature-changes", rule.status, TITLES["feature-changes"],
                               "%s (%s): %d VM(s)" % (rule.message, rule.id, len(vms)),

@@ -46,7 +46,7 @@ def to_document(result: DrainResult, uncollected: Sequence[str] = (),
                                        "capacity": dict(capacity or {"checked": result.capacity})})
 
 
-def _step_doc(s: DrainResult) -> Dict[str, Any]:
+def step_doc(s: DrainResult) -> Dict[str, Any]:
     return {"node": s.drained[0], "vms": [vm_doc(v, TARGETS_LISTED_PER_STEP) for v in s.vms], "summary": s.summary,
             "fix": _fix_doc(s.fix)}
 
@@ -55,7 +55,7 @@ def steps_document(steps: Sequence[DrainResult], uncollected: Sequence[str] = ()
                    capacity: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     total = {k: sum(s.summary[k] for s in steps) for k in DRAIN_ACTIONS}
     return report("DrainCheckAllReport", {
-        "steps": LazyList(steps, _step_doc),
+        "steps": LazyList(steps, step_doc),
         "summary": total,
         "undrainableNodes": [{"node": s.drained[0], "blockedVms": ["%s/%s" % (v.namespace, v.vm) for v in s.blocked]}
                              for s in steps if s.blocked],

@@ -6,7 +6,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 from cpumodel.core.drain import Action, DrainResult
 from cpumodel.core.platform import NAMES
 from cpumodel.core.upgrade import Check, Release, Upgrade, summary
-from cpumodel.output.drain_report import TARGETS_LISTED_PER_STEP, vm_doc
+from cpumodel.output.drain_report import step_doc
 from cpumodel.output.render import LazyList, TableStyle, brief_list, report, table
 
 ACTIONS = ("migrate", "shutdown", "blocked", "stopped", "external")
@@ -18,17 +18,12 @@ def _release(r: Optional[Release]) -> Optional[Dict[str, Any]]:
 
 
 def step_summary(step: DrainResult) -> Dict[str, int]:
-    counts = dict.fromkeys(ACTIONS, 0)
-    for v in step.vms:
-        counts[v.action.value] += 1
-    return counts
+    """drain-check's counts, with `stopped` always there."""
+    return dict(dict.fromkeys(ACTIONS, 0), **step.summary)
 
 
 def _step_doc(s: DrainResult) -> Dict[str, Any]:
-    return {"node": s.drained[0], "vms": [vm_doc(v, TARGETS_LISTED_PER_STEP) for v in s.vms],
-            "summary": step_summary(s),
-            "fix": None if s.fix is None else {"model": s.fix.model, "vms": ["%s/%s" % vm for vm in s.fix.vms],
-                                               "commands": list(s.fix.commands)}}
+    return dict(step_doc(s), summary=step_summary(s))
 
 
 def check_doc(c: Check) -> Dict[str, Any]:
