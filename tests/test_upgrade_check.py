@@ -219,6 +219,10 @@ def test_upgrade_paths(tmp_path):
     proc = run_cli(["upgrade-check", "--to", "v1.9.9", "-f", path, "-o", "json"], offline=True)
     assert "Harvester v1.9.9 is not in the release table" in proc.stderr
     assert checks(json.loads(proc.stdout))["vendor-rule"]["message"].startswith("not checked")
+    # OpenShift Virtualization's path is OLM's, whether or not the HyperConverged CR names its release.
+    ocp = [kv.hco_kubevirt(), kv.hyperconverged(), kv.namespace("openshift-cnv"), node("n-1")]
+    doc = run_json(["upgrade-check", "--to", "v1.7.0", "-f", write(tmp_path, ocp, "o.yaml")], offline=True)
+    assert checks(doc)["upgrade-path"]["message"].startswith("does not apply: OLM's update graph")
     plain = [kv.kubevirt("v1.5.0"), kv.namespace("default"), node("n-1")]
     doc = run_json(["upgrade-check", "--to", "v1.7.0", "-f", write(tmp_path, plain, "p.yaml")], offline=True)
     assert checks(doc)["upgrade-path"]["status"] == "warn"

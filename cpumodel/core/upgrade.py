@@ -398,6 +398,9 @@ def path_check(upgrade: Upgrade) -> Check:
     target = upgrade.target
     if target is None:
         return check("upgrade-path", PASS, "not checked: no --to VERSION")
+    if upgrade.platform == OPENSHIFT:
+        return check("upgrade-path", PASS, "does not apply: OLM's update graph decides OpenShift Virtualization's "
+                     "path")
     start, end = upgrade.current.platform_version, target.platform_version
     if start is None or end is None:
         return check("upgrade-path", WARN, "not checked: the %s release is not known" % (
@@ -415,9 +418,6 @@ def path_check(upgrade: Upgrade) -> Check:
                          "%s first" % (target.version, minimum, upgrade.current.version, minimum))
         return check("upgrade-path", PASS, "Harvester %s upgrades from %s or newer; the cluster runs %s" % (
             target.version, minimum, upgrade.current.version))
-    if upgrade.platform == OPENSHIFT:
-        return check("upgrade-path", PASS, "does not apply: OLM's update graph decides OpenShift Virtualization's "
-                     "path")
     if end[:2] > (start[0], start[1] + 1) and end[0] == start[0]:
         return check("upgrade-path", WARN, "KubeVirt %s skips minor releases from %s: its operator is released and "
                      "tested one minor release after the other; update through each" % (
