@@ -293,3 +293,32 @@ def test_a_list_that_outgrows_its_remaining_item_count_ends(live_env, fake):
                                                                 "metadata": meta, "items": items}).encode())
     err = one_error(run_cli(["common"], env=live_env))
     assert "announced 510 items" in err and "would never end" in err
+
+
+def test_gzip_bodies_are_read_whole_whatever_their_trailer_says():
+    """Bodies are inflated into a buffer sized from the gzip trailer: several members are all read (as Go's reader
+    reads them), a wrong length is refused, and a hostile trailer cannot make the client reserve more than
+    deflate's ratio allows."""
+    import gzip
+    import tracemalloc
+    import zlib
+
+    from cpumodel.sources.kubeclient import gunzip
+
+    body = b'{"kind":"NodeList","items":[' + b",".join(b'{"n":%d}' % i for i in range(5000)) + b"]}"
+    good = gzip.compress(body, compresslevel=1)
+    assert gunzip(good) == body
+    assert gunzip(gzip.compress(body[:100]) + gzip.compress(body[100:5000]) + gzip.compress(body[5000:])) == body
+    for broken in (good[:-4] + (5).to_bytes(4, "little"), good[:len(good) // 2], good + b"garbage",
+                   b"this is not a gzip stream, whatever its last bytes say"):
+        with pytest.raises(zlib.error):
+            gunzip(broken)
+    hostile = good[:2000] + (2 ** 32 - 1).to_bytes(4, "little")
+    tracemalloc.start()
+    try:
+        with pytest.raises(zlib.error):
+            gunzip(hostile)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1100 * len(hostile)

@@ -7,6 +7,7 @@ every change) → render a line per change (output/watch_drain_report.py).
 from __future__ import annotations
 
 import argparse
+import gc
 import queue
 import time
 from collections import deque
@@ -245,6 +246,7 @@ class Advisor:
 
 def run(args: argparse.Namespace, env: Environment) -> int:
     o = options(args)
+    gc.enable()  # it runs for as long as the drain does (cli.main turns the collector off for one-shot commands)
     source = open_source(args, env, o.common.timeout)
     reader = ClusterReader(source)
     reader.node(o.node)  # a clean "not found" before anything starts
